@@ -1,0 +1,180 @@
+//! The container verbs, Docker's way: `run`, `ps`, `logs`, `exec`, `stop`, `kill`, `rm`,
+//! `inspect`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::exit::pending_verb;
+
+/// `corral run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run in the background and print the container ID.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Name of the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (K=V). Repeatable.
+    #[arg(short, long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file. Repeatable.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// User (name|uid[:group|gid]) to run as.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Publish a port: [HOSTIP:]HOSTPORT:PORT[/tcp|udp]. Repeatable.
+    #[arg(short, long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+    /// Bind mount a volume: SRC:DST[:ro]. Repeatable.
+    #[arg(short, long = "volume", value_name = "SRC:DST[:ro]")]
+    pub volumes: Vec<String>,
+    /// Memory limit, e.g. 256m.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// CPU limit in CPUs, e.g. 0.5.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes.
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// Mount the root filesystem read-only.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Add a Linux capability. Repeatable.
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability. Repeatable.
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Restart policy: no, on-failure[:N] or always.
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Network: a network name, none or host.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Image to run.
+    pub image: String,
+    /// Command and arguments (default: the image's).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// `corral ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show stopped containers too.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Show VMs as well as containers (the inventory).
+    #[arg(long = "all-kinds")]
+    pub all_kinds: bool,
+    /// Output format: table or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Refresh every second.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// `corral logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Container name or ID.
+    pub container: String,
+    /// Keep following new output.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// Only output since this time (RFC 3339 or a duration such as 10m).
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+/// `corral exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set an environment variable (K=V). Repeatable.
+    #[arg(short, long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// User to run as.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Container name or ID.
+    pub container: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// `corral stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait after SIGTERM before SIGKILL.
+    #[arg(short, long, default_value_t = 10)]
+    pub time: u64,
+    /// Container names or IDs.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `corral kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal to send.
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    /// Container names or IDs.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `corral rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill a running container first.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Container names or IDs.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `corral inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Names or IDs of containers, VMs or images.
+    #[arg(required = true)]
+    pub objects: Vec<String>,
+}
+
+pending_verb!(RunArgs, "run");
+pending_verb!(PsArgs, "ps");
+pending_verb!(LogsArgs, "logs");
+pending_verb!(ExecArgs, "exec");
+pending_verb!(StopArgs, "stop");
+pending_verb!(KillArgs, "kill");
+pending_verb!(RmArgs, "rm");
+pending_verb!(InspectArgs, "inspect");

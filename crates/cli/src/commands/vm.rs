@@ -1,0 +1,270 @@
+//! `corral vm …`: virtual machines.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use crate::cli::GlobalArgs;
+use crate::exit::not_implemented;
+
+/// Virtual machine verbs.
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Boot a VM in the foreground with its serial console on this terminal (Ctrl-A x quits).
+    Run(VmRunArgs),
+    /// Define a VM: writes vms/NAME/vm.toml under the root dir.
+    Create(VmCreateArgs),
+    /// Start a defined VM in the background under its own monitor process.
+    Start(VmNameArgs),
+    /// Ask the guest to power off; turn it off after the timeout.
+    Shutdown(VmShutdownArgs),
+    /// Turn a VM off now, without asking the guest.
+    Off(VmNameArgs),
+    /// Pause a running VM's vCPUs.
+    Pause(VmNameArgs),
+    /// Resume a paused VM, or restore a saved one.
+    Resume(VmNameArgs),
+    /// Save a running VM's state and memory to disk and stop it.
+    Save(VmNameArgs),
+    /// Attach to a running VM's serial console (Ctrl-A d detaches).
+    Console(VmNameArgs),
+    /// Take, list or restore snapshots.
+    #[command(subcommand)]
+    Snapshot(VmSnapshotCommand),
+    /// Clone a stopped VM (copy-on-write disks).
+    Clone(VmCloneArgs),
+    /// Export a VM as an appliance archive.
+    Export(VmExportArgs),
+    /// Import an appliance archive as a new VM.
+    Import(VmImportArgs),
+    /// Move a running VM to another corral host.
+    Migrate(VmMigrateArgs),
+    /// Change a VM's definition; changes apply at the next start.
+    Edit(VmEditArgs),
+    /// List VMs with state, CPU, memory demand and pressure, uptime and heartbeat.
+    Ls(VmLsArgs),
+    /// Show a VM's definition and live state as JSON.
+    Inspect(VmNameArgs),
+    /// Remove a stopped VM and its folder.
+    Rm(VmRmArgs),
+}
+
+/// `corral vm run`.
+#[derive(Debug, Args)]
+pub struct VmRunArgs {
+    /// Guest kernel: an uncompressed ELF vmlinux or a bzImage.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Initial ramdisk (cpio, optionally compressed).
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, value_name = "STR")]
+    pub cmdline: Option<String>,
+    /// Number of vCPUs.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u8>,
+    /// Guest memory, e.g. 256M or 1G.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// A virtio-blk disk image; append ",ro" for read-only. Repeatable.
+    #[arg(long = "disk", value_name = "PATH[,ro]")]
+    pub disks: Vec<String>,
+    /// Network: a virtio-net NIC on an existing tap (tap=NAME), or none.
+    #[arg(long, value_name = "tap=NAME|none")]
+    pub net: Option<String>,
+    /// A virtio-vsock device with this guest CID.
+    #[arg(long, value_name = "CID")]
+    pub vsock: Option<u32>,
+    /// Where the serial console goes.
+    #[arg(long, value_name = "stdio|file:PATH|none")]
+    pub serial: Option<String>,
+    /// CPU backend: kvm, the software CPU (emu), or auto (KVM only where it runs kernels at speed).
+    #[arg(long, value_name = "auto|kvm|emu")]
+    pub accel: Option<String>,
+    /// A vm.toml; flags given on the command line override its values.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// `corral vm create`.
+#[derive(Debug, Args)]
+pub struct VmCreateArgs {
+    /// Name of the new VM.
+    pub name: String,
+    /// Guest kernel.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Initial ramdisk.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, value_name = "STR")]
+    pub cmdline: Option<String>,
+    /// Number of vCPUs (overrides the instance type).
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u8>,
+    /// Guest memory (overrides the instance type).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// A disk image; append ",ro" for read-only. Repeatable.
+    #[arg(long = "disk", value_name = "PATH[,ro]")]
+    pub disks: Vec<String>,
+    /// Network to join: a network name, none, or host.
+    #[arg(long, value_name = "NAME|none")]
+    pub net: Option<String>,
+    /// Instance type: standard, high-mem or high-cpu.
+    #[arg(long = "type", value_name = "TYPE", default_value = "standard")]
+    pub instance_type: String,
+}
+
+/// A command that names one VM.
+#[derive(Debug, Args)]
+pub struct VmNameArgs {
+    /// The VM's name.
+    pub name: String,
+}
+
+/// `corral vm shutdown`.
+#[derive(Debug, Args)]
+pub struct VmShutdownArgs {
+    /// The VM's name.
+    pub name: String,
+    /// Seconds to wait for the guest before turning it off.
+    #[arg(short, long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+/// `corral vm snapshot …`.
+#[derive(Debug, Subcommand)]
+pub enum VmSnapshotCommand {
+    /// Take a snapshot of a VM.
+    Create {
+        /// The VM's name.
+        vm: String,
+        /// The snapshot's name.
+        snapshot: String,
+    },
+    /// List a VM's snapshots.
+    Ls {
+        /// The VM's name.
+        vm: String,
+    },
+    /// Restore a VM to a snapshot.
+    Restore {
+        /// The VM's name.
+        vm: String,
+        /// The snapshot's name.
+        snapshot: String,
+    },
+    /// Delete a snapshot.
+    Rm {
+        /// The VM's name.
+        vm: String,
+        /// The snapshot's name.
+        snapshot: String,
+    },
+}
+
+/// `corral vm clone`.
+#[derive(Debug, Args)]
+pub struct VmCloneArgs {
+    /// The VM to copy.
+    pub source: String,
+    /// The new VM's name.
+    pub name: String,
+}
+
+/// `corral vm export`.
+#[derive(Debug, Args)]
+pub struct VmExportArgs {
+    /// The VM's name.
+    pub name: String,
+    /// The archive to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+/// `corral vm import`.
+#[derive(Debug, Args)]
+pub struct VmImportArgs {
+    /// The appliance archive.
+    pub archive: PathBuf,
+    /// Name for the imported VM (default: the name in the archive).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `corral vm migrate`.
+#[derive(Debug, Args)]
+pub struct VmMigrateArgs {
+    /// The VM's name.
+    pub name: String,
+    /// The destination daemon, e.g. tcp://host:port.
+    pub destination: String,
+}
+
+/// `corral vm edit`.
+#[derive(Debug, Args)]
+pub struct VmEditArgs {
+    /// The VM's name.
+    pub name: String,
+    /// New number of vCPUs.
+    #[arg(long)]
+    pub cpus: Option<u8>,
+    /// New memory size.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// New kernel command line.
+    #[arg(long)]
+    pub cmdline: Option<String>,
+}
+
+/// `corral vm ls`.
+#[derive(Debug, Args)]
+pub struct VmLsArgs {
+    /// Output format: table or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Refresh every second.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// `corral vm rm`.
+#[derive(Debug, Args)]
+pub struct VmRmArgs {
+    /// The VMs' names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Turn a running VM off first.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+impl VmCommand {
+    /// Run the verb.
+    pub fn run(self, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        match self {
+            VmCommand::Run(_) => not_implemented("vm run"),
+            VmCommand::Create(_) => not_implemented("vm create"),
+            VmCommand::Start(_) => not_implemented("vm start"),
+            VmCommand::Shutdown(_) => not_implemented("vm shutdown"),
+            VmCommand::Off(_) => not_implemented("vm off"),
+            VmCommand::Pause(_) => not_implemented("vm pause"),
+            VmCommand::Resume(_) => not_implemented("vm resume"),
+            VmCommand::Save(_) => not_implemented("vm save"),
+            VmCommand::Console(_) => not_implemented("vm console"),
+            VmCommand::Snapshot(_) => not_implemented("vm snapshot"),
+            VmCommand::Clone(_) => not_implemented("vm clone"),
+            VmCommand::Export(_) => not_implemented("vm export"),
+            VmCommand::Import(_) => not_implemented("vm import"),
+            VmCommand::Migrate(_) => not_implemented("vm migrate"),
+            VmCommand::Edit(_) => not_implemented("vm edit"),
+            VmCommand::Ls(_) => not_implemented("vm ls"),
+            VmCommand::Inspect(_) => not_implemented("vm inspect"),
+            VmCommand::Rm(_) => not_implemented("vm rm"),
+        }
+    }
+}

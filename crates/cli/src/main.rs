@@ -1,0 +1,38 @@
+//! The `corral` binary: the CLI and, as subcommands of the same executable, the daemon, the
+//! per-VM monitor, the per-container shim and the runc-compatible OCI face.
+
+mod cli;
+mod commands;
+mod doctor;
+mod exit;
+mod paths;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(cli::args_with_face());
+    init_tracing(cli.global.verbose);
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => exit::report(&err),
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,2 @@
+//! The corral daemon: REST server over a Unix socket, instance manager, event stream,
+//! Prometheus metrics and the dashboard assets.

@@ -1,0 +1,1 @@
+//! corral's state store: the SQLite schema, its migrations and typed repositories.
