@@ -10,6 +10,8 @@ PACKAGES=(
   busybox-static e2fsprogs nftables iproute2 cpio
   # kernel build (scripts/guest-kernel.sh)
   bc bison flex libelf-dev libssl-dev xz-utils
+  # the tiny test guests (crates/vmm/guests, assembled by its build.rs)
+  binutils
   # peers the tests and benchmarks compare against
   runc containerd qemu-system-x86 haproxy wrk hyperfine docker-registry
 )

@@ -11,6 +11,7 @@
 
 pub mod bus;
 pub mod interrupt;
+pub mod legacy;
 
 pub use bus::BusDevice;
 pub use interrupt::{Interrupt, InterruptError, IrqLevel};

@@ -5,12 +5,22 @@
 //! It knows nothing of containers, HTTP or SQLite.
 
 pub mod accel;
+pub mod boot;
 pub mod bus;
+pub mod config;
+pub mod console;
 pub mod host;
 pub mod hypervisor;
+pub mod machine;
 pub mod memory;
+pub mod metrics;
+pub mod test_guests;
+pub mod vcpu_loop;
 
 pub use accel::{Accel, AccelChoice, Backend};
+pub use config::VmConfig;
 pub use corral_devices::GuestMem;
 pub use host::{KvmFlavor, KvmProbe};
 pub use hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuExit, Vm};
+pub use machine::{Machine, MachineError, MachineHandle};
+pub use vcpu_loop::MachineExit;

@@ -1,0 +1,311 @@
+//! A whole VM: guest memory, the backend's VM and vCPUs, the buses and devices, boot setup;
+//! then its run: one thread per vCPU and an event loop for device I/O and the end of the VM.
+
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use corral_devices::legacy::{SerialDevice, SerialOut, I8042};
+use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::boot::{self, layout, BootSpec};
+use crate::bus::Bus;
+use crate::config::{ConfigError, VmConfig, DEFAULT_CMDLINE};
+use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, Vm};
+use crate::memory::{self, MemoryError};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::vcpu_loop::{run_vcpu, MachineExit, RunControl, VcpuContext};
+use crate::GuestMem;
+
+/// COM1's ports.
+const COM1: u64 = 0x3f8;
+/// The i8042's ports 0x60..=0x64.
+const I8042_PORT: u64 = 0x60;
+
+/// Errors building or running a VM.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Guest memory.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// Loading the kernel or writing boot structures.
+    #[error(transparent)]
+    Boot(#[from] boot::BootError),
+    /// The backend.
+    #[error("{backend} backend: {source}")]
+    Backend {
+        /// Backend name.
+        backend: &'static str,
+        /// Its error.
+        source: HypervisorError,
+    },
+    /// A device could not be set up.
+    #[error("{device}: {message}")]
+    Device {
+        /// Which device (e.g. "disk /path/root.img").
+        device: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Thread, eventfd or epoll failures.
+    #[error("{op}: {source}")]
+    Os {
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A VM ready to run.
+pub struct Machine {
+    vm: Arc<dyn Vm>,
+    mem: GuestMem,
+    vcpus: Vec<Box<dyn Vcpu>>,
+    pio: Arc<Bus>,
+    mmio: Arc<Bus>,
+    serial: Arc<Mutex<SerialDevice>>,
+    reset_evt: EventFd,
+    control: Arc<RunControl>,
+    metrics: Arc<Metrics>,
+    cmdline: String,
+}
+
+/// A handle other threads use to pause, resume, stop and observe a running machine.
+#[derive(Clone)]
+pub struct MachineHandle {
+    control: Arc<RunControl>,
+    metrics: Arc<Metrics>,
+    serial: Arc<Mutex<SerialDevice>>,
+    vcpus: usize,
+}
+
+impl MachineHandle {
+    /// Pause every vCPU (returns once they are parked).
+    pub fn pause(&self) {
+        self.control.pause(self.vcpus);
+    }
+    /// Resume.
+    pub fn resume(&self) {
+        self.control.resume();
+    }
+    /// Whether paused.
+    pub fn is_paused(&self) -> bool {
+        self.control.is_paused()
+    }
+    /// End the VM.
+    pub fn stop(&self) {
+        self.control.finish(MachineExit::Stopped);
+    }
+    /// Current counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let tx = self
+            .serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tx_bytes;
+        self.metrics.snapshot(tx)
+    }
+    /// Queue console input for the guest; returns how many bytes were taken.
+    pub fn serial_input(&self, bytes: &[u8]) -> usize {
+        self.serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .enqueue_input(bytes)
+    }
+}
+
+fn backend_err(hv: &dyn Hypervisor) -> impl Fn(HypervisorError) -> MachineError + '_ {
+    move |source| MachineError::Backend {
+        backend: hv.name(),
+        source,
+    }
+}
+
+fn os_err(op: &'static str) -> impl Fn(std::io::Error) -> MachineError {
+    move |source| MachineError::Os { op, source }
+}
+
+impl Machine {
+    /// Build a VM from `config` on `hv`; the serial console writes to `serial_out`.
+    pub fn build(
+        config: &VmConfig,
+        hv: &dyn Hypervisor,
+        serial_out: SerialOut,
+    ) -> Result<Self, MachineError> {
+        config.validate()?;
+        let size = config.memory_bytes()?;
+        let mem = memory::create_guest_memory(size)?;
+        let cmdline = config
+            .cmdline
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CMDLINE.to_owned());
+        let vm = hv.create_vm(&mem).map_err(backend_err(hv))?;
+
+        let mut pio = Bus::new();
+        let serial_irq = vm.irq_line(layout::SERIAL_IRQ).map_err(backend_err(hv))?;
+        let serial = Arc::new(Mutex::new(SerialDevice::new(serial_irq, serial_out)));
+        pio.insert(serial.clone(), COM1, 8)
+            .map_err(|e| MachineError::Device {
+                device: "serial".into(),
+                message: e.to_string(),
+            })?;
+        let reset_evt = EventFd::new(EFD_NONBLOCK).map_err(os_err("eventfd"))?;
+        let i8042 = I8042::new(reset_evt.try_clone().map_err(os_err("eventfd"))?);
+        pio.insert(Arc::new(Mutex::new(i8042)), I8042_PORT, 5)
+            .map_err(|e| MachineError::Device {
+                device: "i8042".into(),
+                message: e.to_string(),
+            })?;
+        let mmio = Bus::new();
+
+        let spec = BootSpec {
+            kernel: &config.kernel,
+            initrd: config.initrd.as_deref(),
+            cmdline: &cmdline,
+            cpus: config.cpus,
+            protocol: config.boot_protocol,
+            backend_supports_pvh: hv.name() != "emu",
+        };
+        let info = boot::load(&mem, &spec)?;
+        let supported = hv.supported_cpuid().map_err(backend_err(hv))?;
+        let mut vcpus = Vec::with_capacity(usize::from(config.cpus));
+        for id in 0..config.cpus {
+            let mut vcpu = vm.create_vcpu(id).map_err(backend_err(hv))?;
+            vcpu.set_cpuid(&boot::cpuid::for_vcpu(&supported, id, config.cpus))
+                .map_err(backend_err(hv))?;
+            boot::cpu::setup_vcpu(vcpu.as_mut(), info.mode).map_err(backend_err(hv))?;
+            vcpus.push(vcpu);
+        }
+        let control = Arc::new(RunControl::new().map_err(os_err("eventfd"))?);
+        for v in &vcpus {
+            control.add_kick(v.kicker());
+        }
+        Ok(Machine {
+            vm,
+            mem,
+            metrics: Arc::new(Metrics::new(vcpus.len())),
+            vcpus,
+            pio: Arc::new(pio),
+            mmio: Arc::new(mmio),
+            serial,
+            reset_evt,
+            control,
+            cmdline,
+        })
+    }
+
+    /// The handle for pause/resume/stop/metrics.
+    pub fn handle(&self) -> MachineHandle {
+        MachineHandle {
+            control: self.control.clone(),
+            metrics: self.metrics.clone(),
+            serial: self.serial.clone(),
+            vcpus: self.vcpus.len(),
+        }
+    }
+
+    /// The backend's VM (dirty log, interrupt lines).
+    pub fn vm(&self) -> &Arc<dyn Vm> {
+        &self.vm
+    }
+
+    /// Guest memory.
+    pub fn memory(&self) -> &GuestMem {
+        &self.mem
+    }
+
+    /// The final kernel command line.
+    pub fn cmdline(&self) -> &str {
+        &self.cmdline
+    }
+
+    /// Run until the guest ends or the machine is stopped; `extra` subscribers (console input,
+    /// control socket) join the event loop. Every thread is joined before this returns.
+    pub fn run(
+        self,
+        extra: Vec<Box<dyn MutEventSubscriber + Send>>,
+    ) -> Result<MachineExit, MachineError> {
+        let mut manager: EventManager<Box<dyn MutEventSubscriber + Send>> = EventManager::new()
+            .map_err(|e| MachineError::Os {
+                op: "epoll",
+                source: std::io::Error::other(format!("{e:?}")),
+            })?;
+        manager.add_subscriber(Box::new(EndWatcher {
+            control: self.control.clone(),
+            reset: self.reset_evt.try_clone().map_err(os_err("eventfd"))?,
+        }));
+        for s in extra {
+            manager.add_subscriber(s);
+        }
+
+        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        let mut spawn_error = None;
+        for vcpu in self.vcpus {
+            let ctx = VcpuContext {
+                pio: self.pio.clone(),
+                mmio: self.mmio.clone(),
+                control: self.control.clone(),
+                metrics: self.metrics.clone(),
+            };
+            let name = format!("vcpu{}", vcpu.id());
+            match std::thread::Builder::new()
+                .name(name)
+                .spawn(move || run_vcpu(vcpu, ctx))
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    spawn_error = Some(e);
+                    self.control.finish(MachineExit::Stopped);
+                    break;
+                }
+            }
+        }
+        while self.control.exit_reason().is_none() {
+            if let Err(e) = manager.run() {
+                tracing::warn!("event loop: {e:?}");
+            }
+        }
+        self.control.stop_vcpus();
+        for t in threads {
+            let _ = t.join();
+        }
+        if let Some(e) = spawn_error {
+            return Err(MachineError::Os {
+                op: "spawning a vCPU thread",
+                source: e,
+            });
+        }
+        Ok(self.control.exit_reason().unwrap_or(MachineExit::Stopped))
+    }
+}
+
+/// Watches the i8042 reset line and the end-of-machine eventfd.
+struct EndWatcher {
+    control: Arc<RunControl>,
+    reset: EventFd,
+}
+
+impl MutEventSubscriber for EndWatcher {
+    fn process(&mut self, events: Events, _ops: &mut EventOps) {
+        if events.fd() == self.reset.as_raw_fd() {
+            let _ = self.reset.read();
+            self.control.finish(MachineExit::Reset);
+        } else {
+            let _ = self.control.exit_evt().read();
+        }
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        for fd in [self.reset.as_raw_fd(), self.control.exit_evt().as_raw_fd()] {
+            if let Err(e) = ops.add(Events::new_raw(fd, EventSet::IN)) {
+                tracing::error!("event loop registration: {e:?}");
+            }
+        }
+    }
+}
