@@ -9,6 +9,7 @@ pub mod boot;
 pub mod bus;
 pub mod config;
 pub mod console;
+pub mod control;
 pub mod host;
 pub mod hypervisor;
 pub mod machine;

@@ -111,6 +111,10 @@ impl MachineHandle {
             .tx_bytes;
         self.metrics.snapshot(tx)
     }
+    /// Number of vCPUs.
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus
+    }
     /// Queue console input for the guest; returns how many bytes were taken.
     pub fn serial_input(&self, bytes: &[u8]) -> usize {
         self.serial

@@ -11,6 +11,7 @@ pub mod oci;
 pub mod shim;
 pub mod version;
 pub mod vm;
+pub mod vm_run;
 pub mod vmm;
 
 use std::process::ExitCode;

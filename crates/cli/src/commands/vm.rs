@@ -247,7 +247,7 @@ impl VmCommand {
     /// Run the verb.
     pub fn run(self, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         match self {
-            VmCommand::Run(_) => not_implemented("vm run"),
+            VmCommand::Run(args) => super::vm_run::run(args),
             VmCommand::Create(_) => not_implemented("vm create"),
             VmCommand::Start(_) => not_implemented("vm start"),
             VmCommand::Shutdown(_) => not_implemented("vm shutdown"),

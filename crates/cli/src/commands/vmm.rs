@@ -1,10 +1,17 @@
-//! `corral vmm`: the per-VM monitor process.
+//! `corral vmm`: the per-VM monitor process. It runs one VM from its vm.toml and serves the
+//! control socket (protocol: corral_vmm::control); it exits when the VM ends, 0 for a clean end.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
+use corral_vmm::control::{self, ControlServer};
+use corral_vmm::{Backend, Hypervisor, Machine, VmConfig};
+use event_manager::MutEventSubscriber;
 
-use crate::exit::pending_verb;
+use super::vm_run::{backend_for, check_host_inputs, kvm_backend};
+use crate::exit::not_implemented;
 
 /// Run one VM from its definition, serving its control socket.
 #[derive(Debug, Args)]
@@ -17,4 +24,46 @@ pub struct VmmArgs {
     pub control_socket: Option<PathBuf>,
 }
 
-pending_verb!(VmmArgs, "vmm");
+impl VmmArgs {
+    /// Run the verb.
+    pub fn run(self, _global: &crate::cli::GlobalArgs) -> anyhow::Result<ExitCode> {
+        let cfg = VmConfig::load(&self.config)?;
+        cfg.validate()?;
+        check_host_inputs(&cfg)?;
+        let (backend, reason) = backend_for(cfg.accel)?;
+        tracing::info!("backend {backend}: {reason}");
+        let hv: Box<dyn Hypervisor> = match backend {
+            Backend::Kvm => kvm_backend()?,
+            Backend::Emu => return not_implemented("vmm with --accel emu"),
+        };
+        let out: Box<dyn std::io::Write + Send> = match &cfg.serial {
+            corral_vmm::config::SerialConfig::Stdio => Box::new(std::io::stdout()),
+            corral_vmm::config::SerialConfig::File(p) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("serial log {}", p.display()))?,
+            ),
+            corral_vmm::config::SerialConfig::None => Box::new(std::io::sink()),
+        };
+        let machine = Machine::build(&cfg, hv.as_ref(), out)?;
+        let mut extra: Vec<Box<dyn MutEventSubscriber + Send>> = Vec::new();
+        if let Some(path) = &self.control_socket {
+            let listener = control::bind(path)?;
+            extra.push(Box::new(ControlServer::new(
+                listener,
+                path.clone(),
+                machine.handle(),
+            )));
+        }
+        let exit = machine.run(extra)?;
+        if exit.is_clean() {
+            tracing::info!("{exit}");
+            Ok(ExitCode::SUCCESS)
+        } else {
+            eprintln!("corral: error: {exit}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

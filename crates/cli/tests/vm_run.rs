@@ -1,0 +1,210 @@
+//! `corral vm run` and `corral vmm` end to end with the tiny KVM guests (host tests: they need
+//! /dev/kvm; CORRAL_SKIP_HOST_TESTS=1 skips them) and their bad-input errors.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn skip_host_tests() -> bool {
+    std::env::var("CORRAL_SKIP_HOST_TESTS").as_deref() == Ok("1")
+}
+
+fn guest(name: &str) -> PathBuf {
+    let p = corral_vmm::test_guests::path(name);
+    assert!(
+        p.exists(),
+        "test guest {} missing (binutils needed)",
+        p.display()
+    );
+    p
+}
+
+fn corral(args: &[&str]) -> Output {
+    let root = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(args)
+        .env("CORRAL_ROOT", root.path())
+        .env("CORRAL_RUN", root.path().join("run"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run corral")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn host_kvm_vm_run_prints_the_guest_line_and_exits_0() {
+    if skip_host_tests() {
+        return;
+    }
+    let hello = guest("hello");
+    let out = corral(&[
+        "vm",
+        "run",
+        "--kernel",
+        hello.to_str().unwrap(),
+        "--accel",
+        "kvm",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "corral-guest: hello\n"
+    );
+}
+
+#[test]
+fn host_kvm_vm_run_long_mode_guest_through_a_config_file_and_serial_file() {
+    if skip_host_tests() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serial.log");
+    let cfg = dir.path().join("vm.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "kernel = {:?}\nmemory = \"64M\"\ncpus = 2\naccel = \"kvm\"\nserial = \"file:{}\"\n",
+            guest("long"),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let out = corral(&["vm", "run", "--config", cfg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("corral-guest: cpl=3"), "{text}");
+    assert!(text.ends_with("corral-guest: done\n"), "{text}");
+}
+
+#[test]
+fn host_kvm_guest_fault_exits_1_naming_the_rip() {
+    if skip_host_tests() {
+        return;
+    }
+    let fault = guest("fault");
+    let out = corral(&[
+        "vm",
+        "run",
+        "--kernel",
+        fault.to_str().unwrap(),
+        "--accel",
+        "kvm",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("RIP 0x10000a"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_inputs_fail_with_one_line_and_status_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = corral_vmm::test_guests::path("hello");
+    let h = hello.to_str().unwrap();
+    let big = dir.path().join("big.initrd");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(80 << 20)
+        .unwrap();
+    let not_kernel = dir.path().join("text");
+    std::fs::write(&not_kernel, "not a kernel").unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--kernel", "/nonexistent/vmlinux"],
+            "kernel /nonexistent/vmlinux",
+        ),
+        (vec!["--kernel", h, "--memory", "8M"], "too little memory"),
+        (
+            vec![
+                "--kernel",
+                h,
+                "--memory",
+                "64M",
+                "--initrd",
+                big.to_str().unwrap(),
+            ],
+            "larger than guest memory",
+        ),
+        (
+            vec!["--kernel", h, "--disk", "/nonexistent/disk.img"],
+            "disk /nonexistent/disk.img",
+        ),
+        (vec!["--kernel", h, "--net", "bogus"], "--net"),
+        (vec!["--cpus", "2"], "--kernel"),
+    ];
+    for (args, expect) in cases {
+        let mut all = vec!["vm", "run", "--accel", "kvm"];
+        all.extend(args.iter());
+        let out = corral(&all);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{all:?}: {err}");
+        assert!(err.contains(expect), "{all:?}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{all:?}: one line, got {err}"
+        );
+    }
+    let out = corral(&[
+        "vm",
+        "run",
+        "--accel",
+        "kvm",
+        "--kernel",
+        not_kernel.to_str().unwrap(),
+    ]);
+    if !skip_host_tests() {
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("not a bootable"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn host_kvm_vmm_serves_its_control_socket() {
+    if skip_host_tests() {
+        return;
+    }
+    use corral_vmm::control::{call, Op};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vm.toml");
+    let sock = dir.path().join("ctl.sock");
+    std::fs::write(
+        &cfg,
+        format!(
+            "kernel = {:?}\nmemory = \"128M\"\naccel = \"kvm\"\nserial = \"stdio\"\n",
+            guest("idle")
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["vmm", "--config", cfg.to_str().unwrap(), "--control-socket"])
+        .arg(&sock)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Readiness: the guest's line on the serial console, printed after the socket is bound.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "corral-guest: idle\n");
+    let status = call(&sock, Op::Status).unwrap();
+    assert!(status.ok, "{status:?}");
+    assert_eq!(status.result.unwrap()["state"], "running");
+    assert!(call(&sock, Op::Pause).unwrap().ok);
+    assert_eq!(
+        call(&sock, Op::Status).unwrap().result.unwrap()["state"],
+        "paused"
+    );
+    assert!(call(&sock, Op::Resume).unwrap().ok);
+    let m = call(&sock, Op::Metrics).unwrap().result.unwrap();
+    assert_eq!(m["serial_tx_bytes"], 19);
+    assert!(m["rss_bytes"].as_u64().unwrap() > 0);
+    assert!(m["exits"]["io_out"].as_u64().unwrap() >= 19);
+    assert!(call(&sock, Op::Stop).unwrap().ok);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "vmm exit {status:?}");
+    assert!(!sock.exists(), "socket removed at exit");
+}

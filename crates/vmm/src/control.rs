@@ -1,0 +1,359 @@
+//! The per-VM control socket: JSON over a Unix stream socket, served by `corral vmm`.
+//!
+//! # Protocol, version 1
+//! One request per connection: the client connects, writes one JSON object on one line, and
+//! reads one JSON object on one line; then the server closes the connection.
+//!
+//! Request: `{"version": 1, "op": "<op>"}` where `<op>` is one of
+//! - `status`  → `{"state": "running"|"paused", "vcpus": N}`
+//! - `pause`   → parks every vCPU, answers once they are parked: `{"state": "paused"}`
+//! - `resume`  → `{"state": "running"}`
+//! - `stop`    → ends the VM (the `corral vmm` process exits 0): `{"state": "stopping"}`
+//! - `metrics` → `{"vcpu_time_ns": [..], "exits": {"io_in": n, "io_out": n, "mmio_read": n,
+//!   "mmio_write": n, "hlt": n, "interrupted": n, "other": n}, "serial_tx_bytes": n,
+//!   "rss_bytes": n}`
+//!
+//! Response: `{"version": 1, "ok": true, "result": {...}}` or
+//! `{"version": 1, "ok": false, "error": "<message>"}`. A request with another `version` is
+//! refused with an error naming the supported one. Unknown fields are ignored.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use event_manager::{EventOps, Events, MutEventSubscriber};
+use serde::{Deserialize, Serialize};
+use vmm_sys_util::epoll::EventSet;
+
+use crate::machine::MachineHandle;
+
+/// The protocol version this server speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Errors setting up the socket.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Binding failed.
+    #[error("control socket {path}: {source}")]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Another live process serves this path.
+    #[error("control socket {path} is in use by another process")]
+    InUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+}
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Protocol version.
+    pub version: u32,
+    /// Operation.
+    pub op: Op,
+}
+
+/// Operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// Running or paused.
+    Status,
+    /// Park the vCPUs.
+    Pause,
+    /// Unpark them.
+    Resume,
+    /// End the VM.
+    Stop,
+    /// Counters.
+    Metrics,
+}
+
+/// A response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Protocol version.
+    pub version: u32,
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// The result on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// The error on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Response {
+    fn ok(result: serde_json::Value) -> Self {
+        Response {
+            version: PROTOCOL_VERSION,
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    fn err(message: String) -> Self {
+        Response {
+            version: PROTOCOL_VERSION,
+            ok: false,
+            result: None,
+            error: Some(message),
+        }
+    }
+}
+
+/// Something that can carry out control operations (a running machine; tests use fakes).
+pub trait Controlled {
+    /// Park the vCPUs.
+    fn pause(&self);
+    /// Unpark them.
+    fn resume(&self);
+    /// Whether paused.
+    fn is_paused(&self) -> bool;
+    /// End the VM.
+    fn stop(&self);
+    /// Counters as JSON.
+    fn metrics(&self) -> serde_json::Value;
+    /// Number of vCPUs.
+    fn vcpus(&self) -> usize;
+}
+
+impl Controlled for MachineHandle {
+    fn pause(&self) {
+        MachineHandle::pause(self)
+    }
+    fn resume(&self) {
+        MachineHandle::resume(self)
+    }
+    fn is_paused(&self) -> bool {
+        MachineHandle::is_paused(self)
+    }
+    fn stop(&self) {
+        MachineHandle::stop(self)
+    }
+    fn metrics(&self) -> serde_json::Value {
+        serde_json::to_value(MachineHandle::metrics(self)).unwrap_or_default()
+    }
+    fn vcpus(&self) -> usize {
+        MachineHandle::vcpu_count(self)
+    }
+}
+
+/// Answer one request line.
+pub fn handle_line(line: &str, target: &dyn Controlled) -> Response {
+    let req: Request = match serde_json::from_str(line) {
+        Ok(r) => r,
+        Err(e) => return Response::err(format!("bad request: {e}")),
+    };
+    if req.version != PROTOCOL_VERSION {
+        return Response::err(format!(
+            "protocol version {} is not supported; this VMM speaks version {PROTOCOL_VERSION}",
+            req.version
+        ));
+    }
+    let state = |paused: bool| if paused { "paused" } else { "running" };
+    match req.op {
+        Op::Status => Response::ok(serde_json::json!({
+            "state": state(target.is_paused()),
+            "vcpus": target.vcpus(),
+        })),
+        Op::Pause => {
+            target.pause();
+            Response::ok(serde_json::json!({"state": "paused"}))
+        }
+        Op::Resume => {
+            target.resume();
+            Response::ok(serde_json::json!({"state": "running"}))
+        }
+        Op::Stop => {
+            target.stop();
+            Response::ok(serde_json::json!({"state": "stopping"}))
+        }
+        Op::Metrics => Response::ok(target.metrics()),
+    }
+}
+
+/// Bind `path`, replacing a stale socket file but never a live one.
+pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(ControlError::InUse {
+                path: path.to_path_buf(),
+            });
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let listener = UnixListener::bind(path).map_err(|source| ControlError::Bind {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ControlError::Bind {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(listener)
+}
+
+/// The event-loop subscriber serving the socket; removes the socket file when dropped.
+pub struct ControlServer<C: Controlled + Send> {
+    listener: UnixListener,
+    path: PathBuf,
+    target: C,
+}
+
+impl<C: Controlled + Send> ControlServer<C> {
+    /// Serve `listener` (bound at `path`) for `target`.
+    pub fn new(listener: UnixListener, path: PathBuf, target: C) -> Self {
+        ControlServer {
+            listener,
+            path,
+            target,
+        }
+    }
+
+    fn serve(&self, stream: UnixStream) -> std::io::Result<()> {
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line)?;
+        let resp = handle_line(line.trim(), &self.target);
+        let mut text = serde_json::to_string(&resp).map_err(std::io::Error::other)?;
+        text.push('\n');
+        (&stream).write_all(text.as_bytes())
+    }
+}
+
+impl<C: Controlled + Send> Drop for ControlServer<C> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl<C: Controlled + Send> MutEventSubscriber for ControlServer<C> {
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            if let Err(e) = self.serve(stream) {
+                tracing::debug!("control connection: {e}");
+            }
+        }
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new_raw(self.listener.as_raw_fd(), EventSet::IN)) {
+            tracing::error!("control socket not served: {e:?}");
+        }
+    }
+}
+
+/// A client call: send `op`, return the response (for the daemon and tests).
+pub fn call(path: &Path, op: Op) -> std::io::Result<Response> {
+    let stream = UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let req = Request {
+        version: PROTOCOL_VERSION,
+        op,
+    };
+    let mut text = serde_json::to_string(&req).map_err(std::io::Error::other)?;
+    text.push('\n');
+    (&stream).write_all(text.as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    serde_json::from_str(&line).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    #[derive(Default, Clone)]
+    struct Fake {
+        paused: Arc<AtomicBool>,
+        stopped: Arc<AtomicBool>,
+    }
+
+    impl Controlled for Fake {
+        fn pause(&self) {
+            self.paused.store(true, Ordering::SeqCst)
+        }
+        fn resume(&self) {
+            self.paused.store(false, Ordering::SeqCst)
+        }
+        fn is_paused(&self) -> bool {
+            self.paused.load(Ordering::SeqCst)
+        }
+        fn stop(&self) {
+            self.stopped.store(true, Ordering::SeqCst)
+        }
+        fn metrics(&self) -> serde_json::Value {
+            serde_json::json!({"rss_bytes": 1})
+        }
+        fn vcpus(&self) -> usize {
+            2
+        }
+    }
+
+    #[test]
+    fn ops_change_state_and_answer() {
+        let f = Fake::default();
+        let r = handle_line(r#"{"version":1,"op":"pause"}"#, &f);
+        assert!(r.ok);
+        assert!(f.is_paused());
+        let r = handle_line(r#"{"version":1,"op":"status"}"#, &f);
+        assert_eq!(r.result.unwrap()["state"], "paused");
+        handle_line(r#"{"version":1,"op":"resume"}"#, &f);
+        assert!(!f.is_paused());
+        let r = handle_line(r#"{"version":1,"op":"metrics"}"#, &f);
+        assert_eq!(r.result.unwrap()["rss_bytes"], 1);
+        handle_line(r#"{"version":1,"op":"stop"}"#, &f);
+        assert!(f.stopped.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn bad_requests_are_errors_not_panics() {
+        let f = Fake::default();
+        let r = handle_line(r#"{"version":2,"op":"pause"}"#, &f);
+        assert!(!r.ok);
+        assert!(r.error.unwrap().contains("version 1"));
+        assert!(!f.is_paused());
+        assert!(!handle_line("nonsense", &f).ok);
+        assert!(!handle_line(r#"{"version":1,"op":"explode"}"#, &f).ok);
+    }
+
+    #[test]
+    fn socket_round_trip_and_cleanup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vmm-ctl.sock");
+        let listener = bind(&path).unwrap();
+        assert!(matches!(bind(&path), Err(ControlError::InUse { .. })));
+        let f = Fake::default();
+        let server = ControlServer::new(listener, path.clone(), f.clone());
+        let p2 = path.clone();
+        let client = std::thread::spawn(move || call(&p2, Op::Pause).unwrap());
+        // Serve until the client's connection has been answered.
+        let stream = loop {
+            if let Ok((s, _)) = server.listener.accept() {
+                break s;
+            }
+            std::thread::yield_now();
+        };
+        server.serve(stream).unwrap();
+        let resp = client.join().unwrap();
+        assert!(resp.ok, "{resp:?}");
+        assert!(f.is_paused());
+        drop(server);
+        assert!(!path.exists(), "socket file removed on drop");
+    }
+}
