@@ -337,7 +337,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vmm-ctl.sock");
         let listener = bind(&path).unwrap();
-        assert!(matches!(bind(&path), Err(ControlError::InUse { .. })));
         let f = Fake::default();
         let server = ControlServer::new(listener, path.clone(), f.clone());
         let p2 = path.clone();
@@ -353,6 +352,7 @@ mod tests {
         let resp = client.join().unwrap();
         assert!(resp.ok, "{resp:?}");
         assert!(f.is_paused());
+        assert!(matches!(bind(&path), Err(ControlError::InUse { .. })));
         drop(server);
         assert!(!path.exists(), "socket file removed on drop");
     }
