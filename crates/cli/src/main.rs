@@ -14,7 +14,15 @@ use clap::Parser;
 use crate::cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(cli::args_with_face());
+    let args = cli::args_with_face();
+    // The runc face parses its own flags (its --root is runc's state root) and skips the
+    // main CLI's setup, as containerd runs it for every container operation.
+    if args.get(1).is_some_and(|a| a == "oci") {
+        let mut oci_args = vec![std::ffi::OsString::from("corral oci")];
+        oci_args.extend(args.into_iter().skip(2));
+        return commands::oci::main(oci_args);
+    }
+    let cli = Cli::parse_from(args);
     init_tracing(cli.global.verbose);
     match commands::dispatch(cli) {
         Ok(code) => code,

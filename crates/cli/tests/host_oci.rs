@@ -1,0 +1,208 @@
+//! Host tests of `corral oci` (need root, namespaces and cgroups): busybox bundles, each
+//! asserting its effect from inside the container.
+
+mod oci_support;
+
+use oci_support::{corral, host_ready, state, wait_pid_exit, TestBundle};
+use serde_json::json;
+
+#[test]
+fn host_oci_run_sets_identity_hostname_env_cwd_and_exit_code() {
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new(
+        "ident",
+        "hostname; echo $FOO; pwd; id -u; id -g; id -G; echo $$; exit 7",
+    );
+    b.config["hostname"] = "corral-box".into();
+    b.config["process"]["env"] = json!(["PATH=/bin", "FOO=bar"]);
+    b.config["process"]["cwd"] = "/tmp".into();
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [1002]});
+    let (code, out, err) = b.run();
+    assert_eq!(code, 7, "stderr: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "corral-box",
+            "bar",
+            "/tmp",
+            "1000",
+            "1001",
+            "1001 1002",
+            "1"
+        ],
+        "stderr: {err}"
+    );
+    assert!(!b.cgroup_exists(), "run removes the cgroup");
+    assert!(
+        !b.root(&corral()).join(&b.id).exists(),
+        "run removes the state dir"
+    );
+}
+
+#[test]
+fn host_oci_standard_mounts_devices_and_pivot() {
+    if !host_ready() {
+        return;
+    }
+    let b = TestBundle::new(
+        "mounts",
+        "grep -c ' /proc proc ' /proc/mounts; grep -c ' /dev tmpfs ' /proc/mounts; \
+         stat -c '%t:%T' /dev/null; readlink /dev/fd; cat /proc/mounts",
+    );
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "stderr: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1", "proc mounted once: {out}");
+    assert_eq!(lines[1], "1", "tmpfs /dev: {out}");
+    assert_eq!(lines[2], "1:3", "/dev/null is the null device: {out}");
+    assert_eq!(lines[3], "/proc/self/fd");
+    // The old root is detached: no host-only mount point shows up inside.
+    let inside: Vec<&str> = lines[4..]
+        .iter()
+        .filter_map(|l| l.split(' ').nth(1))
+        .collect();
+    let host = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    for mp in host.lines().filter_map(|l| l.split(' ').nth(1)) {
+        let standard = mp == "/" || ["/proc", "/sys", "/dev"].iter().any(|p| mp.starts_with(p));
+        assert!(
+            standard || !inside.contains(&mp),
+            "host mount {mp} visible inside: {inside:?}"
+        );
+    }
+}
+
+#[test]
+fn host_oci_memory_limit_oom_kills() {
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new("oom", "exec dd if=/dev/zero of=/dev/null bs=64M count=1");
+    b.config["linux"]["resources"] = json!({"memory": {"limit": 16777216, "swap": 16777216}});
+    let (code, out, err) = b.run();
+    assert_eq!(
+        code, 137,
+        "dd over the limit is OOM-killed (SIGKILL): out={out} err={err}"
+    );
+}
+
+#[test]
+fn host_oci_pids_limit_stops_fork() {
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new(
+        "pids",
+        "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; echo all forked",
+    );
+    b.config["linux"]["resources"] = json!({"pids": {"limit": 4}});
+    let (code, out, err) = b.run();
+    assert_ne!(code, 0, "out: {out}");
+    assert!(!out.contains("all forked"), "{out}");
+    assert!(err.contains("can't fork"), "fork must fail: {err}");
+}
+
+#[test]
+fn host_oci_cpu_limits_visible_inside() {
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new(
+        "cpu",
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.shares",
+    );
+    b.config["linux"]["resources"] =
+        json!({"cpu": {"quota": 20000, "period": 100000, "shares": 512}});
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["20000", "512"]);
+}
+
+#[test]
+fn host_oci_lifecycle_create_start_kill_delete() {
+    if !host_ready() {
+        return;
+    }
+    let b = TestBundle::new("life", "echo started > /tmp/started; exec sleep 1000");
+    let rt = corral();
+    let pidfile = b.dir.path().join("pid");
+    let out = b.rt(
+        &rt,
+        &["create", "--pid-file", pidfile.to_str().unwrap(), &b.id],
+    );
+    assert!(
+        out.status.success(),
+        "create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = state(&b, &rt).expect("state after create");
+    assert_eq!(s["status"], "created");
+    let pid = s["pid"].as_i64().unwrap() as i32;
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), pid.to_string());
+    assert!(
+        !b.bundle().join("rootfs/tmp/started").exists(),
+        "process must not run before start"
+    );
+    let out = b.rt(&rt, &["list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["id"], b.id.as_str());
+
+    assert!(b.rt(&rt, &["start", &b.id]).status.success());
+    assert_eq!(state(&b, &rt).unwrap()["status"], "running");
+    let out = b.rt(&rt, &["start", &b.id]);
+    assert_eq!(out.status.code(), Some(1), "second start fails");
+    let out = b.rt(&rt, &["delete", &b.id]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "delete of a running container needs --force"
+    );
+
+    let out = b.rt(&rt, &["ps", "--format", "json", &b.id]);
+    let pids: Vec<i32> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pids, [pid]);
+
+    assert!(b.rt(&rt, &["kill", &b.id, "KILL"]).status.success());
+    wait_pid_exit(pid);
+    let s = state(&b, &rt).unwrap();
+    assert_eq!(
+        (s["status"].as_str(), s["pid"].as_i64()),
+        (Some("stopped"), Some(0))
+    );
+    assert_eq!(
+        b.rt(&rt, &["kill", &b.id, "KILL"]).status.code(),
+        Some(1),
+        "kill of a stopped container"
+    );
+    assert!(b.rt(&rt, &["delete", &b.id]).status.success());
+    assert!(state(&b, &rt).is_none(), "state after delete fails");
+    assert!(!b.cgroup_exists());
+}
+
+#[test]
+fn host_oci_bad_config_names_field_and_leaves_nothing() {
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new("bad", "true");
+    b.config["process"]["user"]["uid"] = "root".into();
+    let out = b.rt(&corral(), &["create", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("process.user.uid"), "{err}");
+    assert!(!b.root(&corral()).join(&b.id).exists());
+
+    let mut b = TestBundle::new("badexec", "true");
+    b.config["process"]["args"] = json!(["/no/such/program"]);
+    let out = b.rt(&corral(), &["create", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/no/such/program"), "{err}");
+    assert!(
+        !b.root(&corral()).join(&b.id).exists(),
+        "state dir removed after failed create"
+    );
+    assert!(!b.cgroup_exists(), "cgroup removed after failed create");
+}
