@@ -1,0 +1,227 @@
+//! Host tests of `corral oci` security and process features (need root): capabilities,
+//! no_new_privileges, rlimits, seccomp, masked/readonly paths, readonly root, user
+//! namespaces, exec, pause/resume, events and hooks, each checked from inside.
+
+mod oci_support;
+
+use oci_support::{corral, host_ready, state, wait_pid_exit, TestBundle};
+use serde_json::json;
+
+#[test]
+fn host_oci_dropped_capability_makes_chown_fail() {
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new(
+        "caps",
+        "touch /tmp/f; chown 1000 /tmp/f && echo chowned; grep Cap /proc/self/status",
+    );
+    let keep = json!(["CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    b.config["process"]["capabilities"] = json!({
+        "bounding": keep, "effective": keep, "permitted": keep, "inheritable": keep, "ambient": keep
+    });
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains("chowned"),
+        "chown must fail without CAP_CHOWN: {out}"
+    );
+    assert!(err.contains("Operation not permitted"), "{err}");
+    // CAP_KILL (5) and CAP_NET_BIND_SERVICE (10): 0x420 in every set, ambient included.
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert!(
+            out.contains(&format!("{set}:\t0000000000000420")),
+            "{set}: {out}"
+        );
+    }
+}
+
+#[test]
+fn host_oci_no_new_privileges_and_rlimits() {
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new(
+        "nnp",
+        "grep NoNewPrivs /proc/self/status; ulimit -n; ulimit -Hn",
+    );
+    b.config["process"]["noNewPrivileges"] = true.into();
+    b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]);
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["NoNewPrivs:\t1", "123", "456"]
+    );
+}
+
+#[test]
+fn host_oci_seccomp_rule_returns_configured_errno() {
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new(
+        "seccomp",
+        "mkdir /tmp/d && echo made; touch /tmp/ok && echo touched",
+    );
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 28}]
+    });
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("made"), "{out}");
+    assert!(
+        err.contains("No space left on device"),
+        "errno 28 (ENOSPC) expected: {err}"
+    );
+    assert!(out.contains("touched"), "other syscalls allowed: {out}");
+}
+
+#[test]
+fn host_oci_readonly_root_masked_and_readonly_paths() {
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new(
+        "ro",
+        "touch /x 2>&1; cat /proc/timer_list 2>&1 | wc -c; touch /proc/sys/kernel/hostname 2>&1; ls /proc/acpi 2>&1 | wc -l; echo end",
+    );
+    b.config["root"]["readonly"] = true.into();
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains("Read-only file system"),
+        "readonly root refuses writes: {out}"
+    );
+    assert_eq!(
+        lines[1], "0",
+        "/proc/timer_list is masked (bound to /dev/null): {out}"
+    );
+    assert!(
+        lines[2].contains("Read-only file system"),
+        "/proc/sys is readonly: {out}"
+    );
+    assert_eq!(lines[3], "0", "/proc/acpi is an empty tmpfs: {out}");
+}
+
+#[test]
+fn host_oci_user_namespace_maps_root() {
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new(
+        "userns",
+        "id -u; cat /proc/self/uid_map; touch /tmp/owned; stat -c %u /tmp/owned",
+    );
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    // The rootfs must belong to the mapped root to be writable.
+    let rootfs = b.bundle().join("rootfs");
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "-h", "100000:100000"])
+        .arg(&rootfs)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    assert_eq!(lines[2], "0", "inside: owned by root");
+    use std::os::unix::fs::MetadataExt;
+    let host_uid = std::fs::metadata(rootfs.join("tmp/owned")).unwrap().uid();
+    assert_eq!(host_uid, 100000, "uid 0 inside is host uid 100000");
+}
+
+#[test]
+fn host_oci_exec_pause_resume_events() {
+    if !host_ready() {
+        return;
+    }
+    let b = TestBundle::new("exec", "exec sleep 1000");
+    let rt = corral();
+    assert!(b.rt(&rt, &["run", "--detach", &b.id]).status.success());
+    let pid = state(&b, &rt).unwrap()["pid"].as_i64().unwrap() as i32;
+    let out = b.rt(
+        &rt,
+        &[
+            "exec",
+            "--env",
+            "X=42",
+            "--cwd",
+            "/tmp",
+            &b.id,
+            "sh",
+            "-c",
+            "echo $X $$; pwd; hostname",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("42 "), "{text}");
+    assert_ne!(lines[0], "42 1", "exec'd process is not the init");
+    assert_eq!(lines[1], "/tmp");
+    let out = b.rt(&rt, &["exec", &b.id, "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "exec passes the exit status");
+
+    assert!(b.rt(&rt, &["pause", &b.id]).status.success());
+    assert_eq!(state(&b, &rt).unwrap()["status"], "paused");
+    assert!(b.rt(&rt, &["resume", &b.id]).status.success());
+    assert_eq!(state(&b, &rt).unwrap()["status"], "running");
+
+    let out = b.rt(&rt, &["events", "--stats", &b.id]);
+    let ev: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["data"]["pids"]["current"], 1);
+    assert!(ev["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0);
+
+    assert!(b.rt(&rt, &["delete", "--force", &b.id]).status.success());
+    wait_pid_exit(pid);
+    assert!(state(&b, &rt).is_none());
+    assert!(!b.cgroup_exists());
+}
+
+#[test]
+fn host_oci_hooks_run_with_state_on_stdin() {
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new("hooks", "echo main");
+    let log = b.dir.path().join("hooks.log");
+    let hook = |name: &str| json!([{"path": "/bin/sh", "args": ["sh", "-c", format!("read -r s; echo {name} >> {}; echo \"$s\" | grep -q '\"id\"' && echo {name}-state >> {}", log.display(), log.display())]}]);
+    b.config["hooks"] = json!({
+        "createRuntime": hook("createRuntime"),
+        "poststart": hook("poststart"),
+        "poststop": hook("poststop"),
+    });
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "main");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "createRuntime",
+            "createRuntime-state",
+            "poststart",
+            "poststart-state",
+            "poststop",
+            "poststop-state"
+        ]
+    );
+}
