@@ -192,7 +192,12 @@ impl Container {
             .into());
         }
         let layout = CgroupLayout::detect(Path::new("/"))?;
-        let cg = cgroups::for_new(&layout, linux.cgroups_path().as_deref(), id)?;
+        let cg = cgroups::for_new(
+            &layout,
+            linux.cgroups_path().as_deref(),
+            id,
+            linux.resources().as_ref(),
+        )?;
         let dir = root.create_dir(id)?;
         let mut undo = Undo {
             root,
@@ -322,6 +327,7 @@ impl Container {
             annotations: spec.annotations().clone().unwrap_or_default(),
             cgroup: record.clone(),
             poststop: hooks.poststop().clone().unwrap_or_default(),
+            poststart: hooks.poststart().clone().unwrap_or_default(),
             host_pid_ns: !namespaces
                 .iter()
                 .any(|n| n.typ() == LinuxNamespaceType::Pid),
@@ -426,12 +432,13 @@ impl Container {
         }
         let id = self.id();
         let path = self.root.dir(id).join(EXEC_FIFO);
+        // The pidfd first: once the fifo is open the process may run and exit at once.
+        let pidfd = spawn::pidfd_open(self.state.pid).map_err(|e| step(id, "pidfd_open", e))?;
         let fifo = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| step(id, "open exec fifo", e))?;
-        let pidfd = spawn::pidfd_open(self.state.pid).map_err(|e| step(id, "pidfd_open", e))?;
         let mut fds = [
             libc::pollfd {
                 fd: fifo.as_raw_fd(),
@@ -467,13 +474,8 @@ impl Container {
 
     /// Run the poststart hooks of the bundle.
     pub fn poststart(&self) -> Result<(), ContainerError> {
-        let hooks = Bundle::load(&self.state.bundle)
-            .ok()
-            .and_then(|b| b.spec.hooks().clone())
-            .and_then(|h| h.poststart().clone())
-            .unwrap_or_default();
-        if !hooks.is_empty() {
-            hooks::run("poststart", &hooks, &self.report())?;
+        if !self.state.poststart.is_empty() {
+            hooks::run("poststart", &self.state.poststart, &self.report())?;
         }
         Ok(())
     }

@@ -4,7 +4,8 @@
 //! Format of `state.json` (version 1): a JSON object with `version` (1), `id`, `pid` (of the
 //! init), `pidStart` (its start time in clock ticks from `/proc/<pid>/stat`, so a reused pid is
 //! not mistaken for the init), `bundle`, `rootfs`, `created` (RFC 3339), `owner`, `annotations`,
-//! `cgroup` (what `delete` removes) and `poststop` (hooks `delete` runs). It is written to a
+//! `cgroup` (what `delete` removes), `poststart` and `poststop` (hooks `start` and `delete`
+//! run). It is written to a
 //! temporary file and renamed, so a reader never sees half of it.
 
 use std::collections::HashMap;
@@ -113,6 +114,9 @@ pub struct StateFile {
     /// Hooks to run after delete.
     #[serde(default)]
     pub poststop: Vec<Hook>,
+    /// Hooks to run after start.
+    #[serde(default)]
+    pub poststart: Vec<Hook>,
     /// Whether the init shares the host's pid namespace (then `kill --all` semantics apply on
     /// delete).
     #[serde(default)]
@@ -345,6 +349,7 @@ mod tests {
             annotations: HashMap::new(),
             cgroup: CgroupRecord::default(),
             poststop: Vec::new(),
+            poststart: Vec::new(),
             host_pid_ns: false,
         };
         root.save(&st).unwrap();

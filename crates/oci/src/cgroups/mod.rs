@@ -90,6 +90,7 @@ pub fn for_new(
     layout: &CgroupLayout,
     cgroups_path: Option<&Path>,
     id: &str,
+    resources: Option<&LinuxResources>,
 ) -> Result<Box<dyn CgroupManager>, CgroupError> {
     let requested = match cgroups_path {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -112,9 +113,9 @@ pub fn for_new(
                 mount.path.clone(),
             )))
         }
-        CgroupLayout::V1 { mounts } | CgroupLayout::Hybrid { v1: mounts, .. } => {
-            Ok(Box::new(V1Manager::new(mounts, &requested, &own)))
-        }
+        CgroupLayout::V1 { mounts } | CgroupLayout::Hybrid { v1: mounts, .. } => Ok(Box::new(
+            V1Manager::new(mounts, &requested, &own, &v1::wanted(resources)),
+        )),
     }
 }
 
@@ -235,7 +236,7 @@ mod tests {
                 controllers: vec![],
             },
         };
-        let err = for_new(&layout, Some(Path::new("system.slice:corral:x")), "x")
+        let err = for_new(&layout, Some(Path::new("system.slice:corral:x")), "x", None)
             .err()
             .unwrap();
         assert!(err.to_string().contains("cgroupsPath"), "{err}");

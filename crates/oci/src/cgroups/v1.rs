@@ -10,10 +10,32 @@ use super::{
     CgroupManager, CgroupMount, CgroupRecord, Stats,
 };
 
-/// Controllers a container joins on v1 (when mounted).
-const JOINED: &[&str] = &[
-    "cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices", "blkio", "hugetlb",
-];
+/// Controllers a container always joins on v1 (when mounted): accounting, limits and the
+/// freezer. Each join is a `cgroup.procs` write that waits for an RCU grace period, so the
+/// others are joined only when the spec sets something for them.
+const ALWAYS: &[&str] = &["cpu", "cpuacct", "memory", "pids", "freezer"];
+
+/// The v1 controllers `resources` needs beyond [`ALWAYS`].
+pub fn wanted(resources: Option<&LinuxResources>) -> Vec<&'static str> {
+    let mut w = ALWAYS.to_vec();
+    let Some(r) = resources else { return w };
+    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        w.push("devices");
+    }
+    if r.cpu()
+        .as_ref()
+        .is_some_and(|c| c.cpus().is_some() || c.mems().is_some())
+    {
+        w.push("cpuset");
+    }
+    if r.block_io().is_some() {
+        w.push("blkio");
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+        w.push("hugetlb");
+    }
+    w
+}
 
 /// A v1 container cgroup: one directory in each joined hierarchy.
 #[derive(Debug)]
@@ -25,10 +47,15 @@ pub struct V1Manager {
 impl V1Manager {
     /// The cgroup at `requested` in each hierarchy of `mounts` holding a joined controller;
     /// relative paths resolve under this process's own cgroup (from `proc_cgroup`).
-    pub fn new(mounts: &[CgroupMount], requested: &Path, proc_cgroup: &str) -> Self {
+    pub fn new(
+        mounts: &[CgroupMount],
+        requested: &Path,
+        proc_cgroup: &str,
+        wanted: &[&str],
+    ) -> Self {
         let dirs = mounts
             .iter()
-            .filter(|m| m.controllers.iter().any(|c| JOINED.contains(&c.as_str())))
+            .filter(|m| m.controllers.iter().any(|c| wanted.contains(&c.as_str())))
             .map(|m| {
                 let own = own_cgroup(proc_cgroup, &m.controllers[0]);
                 (
@@ -330,7 +357,7 @@ mod tests {
                 controllers: vec![c.to_string()],
             })
             .collect();
-        let m = V1Manager::new(&mounts, Path::new("/corral-test/c1"), "");
+        let m = V1Manager::new(&mounts, Path::new("/corral-test/c1"), "", ALWAYS);
         // A fake cgroupfs: the files exist before the kernel would create them.
         for (_, d) in &m.dirs {
             fs::create_dir_all(d).unwrap();
