@@ -225,3 +225,28 @@ fn host_oci_hooks_run_with_state_on_stdin() {
         ]
     );
 }
+
+#[test]
+fn host_oci_no_host_fd_leaks_and_runtime_binary_is_unreachable() {
+    if !host_ready() {
+        return;
+    }
+    // CVE-2024-21626 class: only stdio reaches the process (fd 3 is ls's own directory).
+    let b = TestBundle::new("fds", "ls /proc/self/fd | wc -l; readlink /proc/1/exe");
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0].trim(), "4", "fds 0-2 and ls's own: {out}");
+    assert_eq!(lines[1], "/bin/busybox");
+
+    // CVE-2019-5736 class: a script whose interpreter is /proc/self/exe is refused.
+    let mut b = TestBundle::new("exe", "true");
+    let evil = b.bundle().join("rootfs/bin/evil");
+    std::fs::write(&evil, "#!/proc/self/exe\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    b.config["process"]["args"] = json!(["/bin/evil"]);
+    let (code, _, err) = b.run();
+    assert_eq!(code, 1);
+    assert!(err.contains("runtime's own binary"), "{err}");
+}

@@ -211,6 +211,7 @@ fn child(
         })?;
         let args = p.args().clone().unwrap_or_default();
         let prog = process::lookup(&args[0], &env)?;
+        process::refuse_runtime_binary(&prog)?;
         let nnp = p.no_new_privileges() == Some(true);
         if let (Some(f), false) = (seccomp, nnp) {
             crate::seccomp::load(f).map_err(|e| InitError::Other(e.to_string()))?;

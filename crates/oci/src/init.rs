@@ -229,6 +229,7 @@ fn setup(a: &InitArgs) -> Result<Never, InitError> {
     nix::unistd::chdir(process.cwd()).map_err(sys(format!("chdir {}", process.cwd().display())))?;
     let args = process.args().clone().unwrap_or_default();
     let prog = process::lookup(&args[0], &env)?;
+    process::refuse_runtime_binary(&prog)?;
     if let (Some(f), false) = (&seccomp, nnp) {
         // Without no_new_privileges the filter needs CAP_SYS_ADMIN: load before dropping.
         crate::seccomp::load(f).map_err(|e| InitError::Other(e.to_string()))?;

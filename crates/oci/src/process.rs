@@ -273,6 +273,47 @@ pub fn lookup(prog: &str, env: &[String]) -> Result<PathBuf, ProcessError> {
     })
 }
 
+/// Refuse to exec the runtime's own binary, directly, through a symlink such as
+/// `/proc/self/exe`, or as the interpreter of a `#!` script chain (the CVE-2019-5736 attack
+/// makes the container re-run the runtime and then overwrite it through /proc/<pid>/exe).
+pub fn refuse_runtime_binary(prog: &Path) -> Result<(), ProcessError> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(me) = std::fs::metadata("/proc/self/exe") else {
+        return Ok(());
+    };
+    let mut path = prog.to_path_buf();
+    // The kernel follows at most 4 levels of interpreters.
+    for _ in 0..5 {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return Ok(());
+        };
+        if meta.dev() == me.dev() && meta.ino() == me.ino() {
+            return Err(ProcessError::Invalid {
+                field: "args[0]".into(),
+                reason: format!(
+                    "{} resolves to the runtime's own binary, which a container may not run",
+                    prog.display()
+                ),
+            });
+        }
+        let mut head = [0u8; 256];
+        let n = std::fs::File::open(&path)
+            .and_then(|mut f| f.read(&mut head))
+            .unwrap_or(0);
+        let Some(line) = head[..n].strip_prefix(b"#!") else {
+            return Ok(());
+        };
+        let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+        let interp = String::from_utf8_lossy(line);
+        let Some(next) = interp.split_whitespace().next() else {
+            return Ok(());
+        };
+        path = PathBuf::from(next);
+    }
+    Ok(())
+}
+
 /// Mark every descriptor from `first` up close-on-exec (CVE-2024-21626 class: no host
 /// descriptor reaches the container).
 pub fn cloexec_from(first: u32) -> Result<(), ProcessError> {
@@ -344,6 +385,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not found"));
+    }
+
+    #[test]
+    fn runtime_binary_is_refused_even_as_interpreter() {
+        assert!(refuse_runtime_binary(Path::new("/proc/self/exe")).is_err());
+        let t = tempfile::tempdir().unwrap();
+        let script = t.path().join("evil");
+        std::fs::write(&script, "#!/proc/self/exe\n").unwrap();
+        assert!(refuse_runtime_binary(&script).is_err());
+        let ok = t.path().join("fine");
+        std::fs::write(&ok, "#!/bin/sh\necho\n").unwrap();
+        assert!(refuse_runtime_binary(&ok).is_ok());
+        assert!(refuse_runtime_binary(Path::new("/bin/sh")).is_ok());
     }
 
     #[test]
