@@ -206,3 +206,29 @@ fn host_oci_bad_config_names_field_and_leaves_nothing() {
     );
     assert!(!b.cgroup_exists(), "cgroup removed after failed create");
 }
+
+#[test]
+fn host_oci_no_pivot_sysctl_and_domainname() {
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new(
+        "nopivot",
+        "cat /proc/sys/net/ipv4/ip_forward; cat /proc/sys/kernel/domainname; ls /",
+    );
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    b.config["domainname"] = "corral.test".into();
+    let out = b.rt(&corral(), &["run", "--no-pivot", &b.id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..2], ["1", "corral.test"], "{text}");
+    assert!(
+        lines.contains(&"bin") && !lines.contains(&"work"),
+        "the rootfs is / : {text}"
+    );
+}

@@ -250,3 +250,59 @@ fn host_oci_no_host_fd_leaks_and_runtime_binary_is_unreachable() {
     assert_eq!(code, 1);
     assert!(err.contains("runtime's own binary"), "{err}");
 }
+
+#[test]
+fn host_oci_console_socket_receives_pty_master() {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new("tty", "[ -t 0 ] && echo is-a-tty; readlink /proc/self/fd/0");
+    b.config["process"]["terminal"] = true.into();
+    let sock_path = b.dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let rt = corral();
+    let out = b.rt(
+        &rt,
+        &[
+            "create",
+            "--console-socket",
+            sock_path.to_str().unwrap(),
+            &b.id,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    let fd = msg
+        .cmsgs()
+        .unwrap()
+        .find_map(|c| match c {
+            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect("a pty master over SCM_RIGHTS");
+    // SAFETY: the descriptor just arrived over SCM_RIGHTS and is ours.
+    let master = unsafe { OwnedFd::from_raw_fd(fd) };
+    assert!(b.rt(&rt, &["start", &b.id]).status.success());
+    let mut f = std::fs::File::from(master);
+    let mut text = String::new();
+    // Reading the master ends with EIO once the slave side is closed.
+    let _ = f.read_to_string(&mut text);
+    assert!(text.contains("is-a-tty"), "{text:?}");
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+}
