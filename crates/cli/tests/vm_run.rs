@@ -62,10 +62,14 @@ fn host_kvm_vm_run_long_mode_guest_through_a_config_file_and_serial_file() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("serial.log");
     let cfg = dir.path().join("vm.toml");
+    std::fs::File::create(dir.path().join("disk.img"))
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
     std::fs::write(
         &cfg,
         format!(
-            "kernel = {:?}\nmemory = \"64M\"\ncpus = 2\naccel = \"kvm\"\nserial = \"file:{}\"\n",
+            "kernel = {:?}\nmemory = \"64M\"\ncpus = 2\naccel = \"kvm\"\nserial = \"file:{}\"\nrng = false\n[[disk]]\npath = \"disk.img\"\n",
             guest("long"),
             log.display()
         ),
@@ -76,6 +80,11 @@ fn host_kvm_vm_run_long_mode_guest_through_a_config_file_and_serial_file() {
     assert!(out.stdout.is_empty());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("corral-guest: cpl=3"), "{text}");
+    // The guest's MMIO read reached the virtio-blk device at 0xd0000000 (magic "virt").
+    assert!(
+        text.contains("corral-guest: mmio=0000000074726976"),
+        "{text}"
+    );
     assert!(text.ends_with("corral-guest: done\n"), "{text}");
 }
 

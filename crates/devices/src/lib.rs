@@ -12,6 +12,7 @@
 pub mod bus;
 pub mod interrupt;
 pub mod legacy;
+pub mod virtio;
 
 pub use bus::BusDevice;
 pub use interrupt::{Interrupt, InterruptError, IrqLevel};

@@ -53,6 +53,16 @@ impl Bus {
         Self::default()
     }
 
+    /// Number of devices.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// Whether the bus is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
     /// Put `device` at `[base, base + len)`.
     pub fn insert(&mut self, device: SharedDevice, base: u64, len: u64) -> Result<(), BusError> {
         if len == 0 {

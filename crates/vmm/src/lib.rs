@@ -15,8 +15,10 @@ pub mod hypervisor;
 pub mod machine;
 pub mod memory;
 pub mod metrics;
+pub mod signals;
 pub mod test_guests;
 pub mod vcpu_loop;
+pub mod virtio_setup;
 
 pub use accel::{Accel, AccelChoice, Backend};
 pub use config::VmConfig;

@@ -166,7 +166,13 @@ impl Machine {
                 device: "i8042".into(),
                 message: e.to_string(),
             })?;
-        let mmio = Bus::new();
+        let mut mmio = Bus::new();
+        let mut cmdline = cmdline;
+        for dev in crate::virtio_setup::create_devices(config)? {
+            let index = crate::virtio_setup::attach(&mut mmio, &vm, &mem, dev, hv)?;
+            let (base, irq) = crate::virtio_setup::slot(index);
+            cmdline.push_str(&format!(" virtio_mmio.device=4K@{base:#x}:{irq}"));
+        }
 
         let spec = BootSpec {
             kernel: &config.kernel,

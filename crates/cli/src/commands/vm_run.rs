@@ -169,6 +169,9 @@ pub fn run_on(cfg: &VmConfig, hv: &dyn Hypervisor) -> anyhow::Result<ExitCode> {
     };
     let machine = Machine::build(cfg, hv, out)?;
     let mut extra: Vec<Box<dyn MutEventSubscriber + Send>> = Vec::new();
+    extra.push(Box::new(corral_vmm::signals::TerminationSignals::install(
+        machine.handle(),
+    )?));
     let mut _raw = None;
     if cfg.serial == SerialConfig::Stdio {
         let stdin = std::io::stdin();

@@ -49,6 +49,9 @@ impl VmmArgs {
         };
         let machine = Machine::build(&cfg, hv.as_ref(), out)?;
         let mut extra: Vec<Box<dyn MutEventSubscriber + Send>> = Vec::new();
+        extra.push(Box::new(corral_vmm::signals::TerminationSignals::install(
+            machine.handle(),
+        )?));
         if let Some(path) = &self.control_socket {
             let listener = control::bind(path)?;
             extra.push(Box::new(ControlServer::new(

@@ -1,0 +1,279 @@
+//! The virtio-mmio transport (virtio 1.x "modern" register layout, version 2).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use virtio_queue::{Queue, QueueT};
+
+use super::{VirtioDevice, VIRTIO_F_VERSION_1};
+use crate::{BusDevice, GuestMem, Interrupt};
+
+const MAGIC: u32 = 0x7472_6976; // "virt"
+const VERSION: u32 = 2;
+const VENDOR: u32 = 0x4c52_4f43; // "CORL"
+
+const STATUS_DRIVER_OK: u32 = 4;
+const STATUS_FAILED: u32 = 128;
+const INT_USED_RING: u32 = 1;
+
+/// The transport's persisted state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MmioState {
+    /// Device status register.
+    pub status: u32,
+    /// Features the driver accepted.
+    pub acked_features: u64,
+    /// Pending interrupt bits.
+    pub interrupt_status: u32,
+    /// Selected queue.
+    pub queue_select: u32,
+}
+
+/// A virtio device on the MMIO bus.
+pub struct MmioTransport {
+    device: Box<dyn VirtioDevice>,
+    mem: GuestMem,
+    irq: Arc<dyn Interrupt>,
+    queues: Vec<Queue>,
+    state: MmioState,
+    features_select: u32,
+    driver_features_select: u32,
+    /// Queue notifications handled.
+    pub notifications: u64,
+}
+
+impl MmioTransport {
+    /// Wrap `device`, which uses `mem` and raises `irq`.
+    pub fn new(device: Box<dyn VirtioDevice>, mem: GuestMem, irq: Arc<dyn Interrupt>) -> Self {
+        let queues = device
+            .queue_max_sizes()
+            .iter()
+            .map(|&max| Queue::new(max).expect("queue sizes are powers of two"))
+            .collect();
+        MmioTransport {
+            device,
+            mem,
+            irq,
+            queues,
+            state: MmioState::default(),
+            features_select: 0,
+            driver_features_select: 0,
+            notifications: 0,
+        }
+    }
+
+    /// The transport's state.
+    pub fn state(&self) -> MmioState {
+        self.state.clone()
+    }
+
+    fn offered_features(&self) -> u64 {
+        self.device.features() | VIRTIO_F_VERSION_1
+    }
+
+    fn selected(&mut self) -> Option<&mut Queue> {
+        self.queues.get_mut(self.state.queue_select as usize)
+    }
+
+    fn reset(&mut self) {
+        self.state = MmioState::default();
+        for q in &mut self.queues {
+            q.reset();
+        }
+        self.device.reset();
+    }
+
+    fn notify(&mut self, index: usize) {
+        self.notifications += 1;
+        if self.state.status & STATUS_DRIVER_OK == 0 {
+            return;
+        }
+        let Some(q) = self.queues.get_mut(index) else {
+            return;
+        };
+        if !q.ready() {
+            return;
+        }
+        match self.device.process_queue(index, q, &self.mem) {
+            Ok(true) => {
+                self.state.interrupt_status |= INT_USED_RING;
+                if let Err(e) = self.irq.trigger() {
+                    tracing::warn!("virtio interrupt: {e}");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!("virtio device {}: {e}", self.device.device_type());
+                self.state.status |= STATUS_FAILED;
+            }
+        }
+    }
+
+    fn read_reg(&mut self, offset: u64) -> u32 {
+        match offset {
+            0x000 => MAGIC,
+            0x004 => VERSION,
+            0x008 => self.device.device_type(),
+            0x00c => VENDOR,
+            0x010 => {
+                let f = self.offered_features();
+                if self.features_select == 0 {
+                    f as u32
+                } else if self.features_select == 1 {
+                    (f >> 32) as u32
+                } else {
+                    0
+                }
+            }
+            0x034 => self.selected().map(|q| q.max_size() as u32).unwrap_or(0),
+            0x044 => self.selected().map(|q| q.ready() as u32).unwrap_or(0),
+            0x060 => self.state.interrupt_status,
+            0x070 => self.state.status,
+            0x0fc => 0,
+            _ => 0,
+        }
+    }
+
+    fn write_reg(&mut self, offset: u64, v: u32) {
+        match offset {
+            0x014 => self.features_select = v,
+            0x020 => {
+                let shift = match self.driver_features_select {
+                    0 => 0,
+                    1 => 32,
+                    _ => return,
+                };
+                let mask = !(0xffff_ffffu64 << shift);
+                let offered = self.offered_features();
+                self.state.acked_features =
+                    (self.state.acked_features & mask) | ((u64::from(v) << shift) & offered);
+            }
+            0x024 => self.driver_features_select = v,
+            0x030 => self.state.queue_select = v,
+            0x038 => {
+                if let Some(q) = self.selected() {
+                    q.set_size(v as u16)
+                }
+            }
+            0x044 => {
+                if let Some(q) = self.selected() {
+                    q.set_ready(v == 1)
+                }
+            }
+            0x050 => self.notify(v as usize),
+            0x064 => self.state.interrupt_status &= !v,
+            0x070 => {
+                if v == 0 {
+                    self.reset();
+                } else {
+                    let was_ok = self.state.status & STATUS_DRIVER_OK != 0;
+                    self.state.status = v;
+                    if !was_ok && v & STATUS_DRIVER_OK != 0 {
+                        let acked = self.state.acked_features;
+                        let mem = self.mem.clone();
+                        let event_idx = acked & (1 << 29) != 0;
+                        for q in &mut self.queues {
+                            q.set_event_idx(event_idx);
+                            if q.ready() && !q.is_valid(&mem) {
+                                tracing::warn!("virtio queue with invalid addresses");
+                            }
+                        }
+                        self.device.activate(acked);
+                    }
+                }
+            }
+            0x080 => self.with_queue(|q| q.set_desc_table_address(Some(v), None)),
+            0x084 => self.with_queue(|q| q.set_desc_table_address(None, Some(v))),
+            0x090 => self.with_queue(|q| q.set_avail_ring_address(Some(v), None)),
+            0x094 => self.with_queue(|q| q.set_avail_ring_address(None, Some(v))),
+            0x0a0 => self.with_queue(|q| q.set_used_ring_address(Some(v), None)),
+            0x0a4 => self.with_queue(|q| q.set_used_ring_address(None, Some(v))),
+            _ => tracing::trace!("virtio-mmio write to {offset:#x} ignored"),
+        }
+    }
+
+    fn with_queue(&mut self, f: impl FnOnce(&mut Queue)) {
+        if let Some(q) = self.selected() {
+            f(q)
+        }
+    }
+}
+
+impl BusDevice for MmioTransport {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        if offset >= 0x100 {
+            self.device.read_config(offset - 0x100, data);
+            return;
+        }
+        let v = self.read_reg(offset).to_le_bytes();
+        data.fill(0);
+        let n = data.len().min(4);
+        data[..n].copy_from_slice(&v[..n]);
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if offset >= 0x100 {
+            self.device.write_config(offset - 0x100, data);
+            return;
+        }
+        let mut b = [0u8; 4];
+        let n = data.len().min(4);
+        b[..n].copy_from_slice(&data[..n]);
+        self.write_reg(offset, u32::from_le_bytes(b));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rng::Rng;
+    use super::super::testing::{new_mem, write_desc, DriverQueue};
+    use super::*;
+    use crate::IrqLevel;
+
+    fn w(t: &mut MmioTransport, off: u64, v: u32) {
+        t.write(off, &v.to_le_bytes());
+    }
+    fn r(t: &mut MmioTransport, off: u64) -> u32 {
+        let mut b = [0u8; 4];
+        t.read(off, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    #[test]
+    fn driver_handshake_then_notify_uses_buffers_and_interrupts() {
+        let mem = new_mem();
+        let irq = Arc::new(IrqLevel::new(5));
+        let mut t = MmioTransport::new(Box::new(Rng::new()), mem.clone(), irq.clone());
+        assert_eq!(r(&mut t, 0), MAGIC);
+        assert_eq!(r(&mut t, 4), 2);
+        assert_eq!(r(&mut t, 8), 4);
+        w(&mut t, 0x14, 1);
+        assert_eq!(r(&mut t, 0x10), 1, "VERSION_1 offered");
+        w(&mut t, 0x70, 1 | 2);
+        w(&mut t, 0x24, 1);
+        w(&mut t, 0x20, 1);
+        w(&mut t, 0x70, 1 | 2 | 8);
+        let dq = DriverQueue::new(0x10000, 16);
+        w(&mut t, 0x30, 0);
+        assert_eq!(r(&mut t, 0x34), 256);
+        w(&mut t, 0x38, 16);
+        w(&mut t, 0x80, dq.desc as u32);
+        w(&mut t, 0x90, dq.avail as u32);
+        w(&mut t, 0xa0, dq.used as u32);
+        w(&mut t, 0x44, 1);
+        w(&mut t, 0x70, 1 | 2 | 8 | 4);
+        write_desc(&mem, dq.desc, 0, 0x40000, 32, 2, 0);
+        dq.publish(&mem, &[0]);
+        w(&mut t, 0x50, 0);
+        assert_eq!(dq.used_idx(&mem), 1);
+        assert_eq!(dq.used_elem(&mem, 0), (0, 32));
+        assert_eq!(irq.count(), 1);
+        assert_eq!(r(&mut t, 0x60), 1);
+        w(&mut t, 0x64, 1);
+        assert_eq!(r(&mut t, 0x60), 0);
+        assert_eq!(t.state().acked_features, VIRTIO_F_VERSION_1);
+        w(&mut t, 0x70, 0);
+        assert_eq!(r(&mut t, 0x70), 0, "reset");
+        assert_eq!(r(&mut t, 0x44), 0, "queue not ready after reset");
+    }
+}
