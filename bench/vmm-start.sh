@@ -2,7 +2,7 @@
 # Start-up benchmark of corral's KVM VMM against QEMU's microvm, on the same tiny PVH guest
 # (crates/vmm/guests/hello.S: prints one line on COM1, then resets through the i8042).
 #
-#   bench/vmm-start.sh            # 20 alternating runs each (RUNS=N to change)
+#   bench/vmm-start.sh            # 20 alternating runs each (RUNS=N to change, CORRAL=bin)
 #
 # Prints, for each VMM, the median wall time from launch to the guest's line, and the ratio
 # corral/QEMU (goal: <= 0.25). Then, with a 128 MiB guest that stays up (idle.S): the VMM's RSS
@@ -20,8 +20,11 @@ command -v "$QEMU" >/dev/null || { echo "vmm-start: $QEMU not found (apt-get ins
 command -v as >/dev/null || { echo "vmm-start: binutils (as, ld) not found" >&2; exit 1; }
 [ -e /dev/kvm ] || { echo "vmm-start: /dev/kvm is missing" >&2; exit 1; }
 
-cargo build --release -q -p corral
-CORRAL="$TARGET/release/corral"
+# CORRAL=path/to/corral uses an existing release binary instead of building one.
+if [ -z "${CORRAL:-}" ]; then
+  cargo build --release -q -p corral
+  CORRAL="$TARGET/release/corral"
+fi
 
 WORK=$(mktemp -d /tmp/vmm-bench-$$.XXXX)
 cleanup() {
