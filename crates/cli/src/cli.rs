@@ -81,6 +81,12 @@ pub enum Command {
     Rm(container::RmArgs),
     /// Show low-level details of containers, VMs or images as JSON.
     Inspect(container::InspectArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(container::WaitArgs),
+    /// Show the processes running in a container.
+    Top(container::TopArgs),
+    /// Show containers' live CPU, memory and process figures.
+    Stats(container::StatsArgs),
 
     /// Images: build, list, pull, push, import, load, save, remove.
     #[command(subcommand)]

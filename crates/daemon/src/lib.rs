@@ -1,2 +1,26 @@
 //! The corral daemon: REST server over a Unix socket, instance manager, event stream,
-//! Prometheus metrics and the dashboard assets.
+//! Prometheus metrics, and the per-container shim it starts.
+//!
+//! Start-up order: take the root dir's lock, open the store, recover every unfinished
+//! operation from the journal and reattach to every live supervisor, then serve.
+
+pub mod config;
+pub mod containers;
+mod crash;
+mod error;
+mod events;
+pub mod http;
+mod ids;
+mod inventory;
+mod locks;
+mod proc;
+mod recover;
+pub mod shim;
+mod start;
+mod state;
+mod vms;
+
+pub use config::DaemonConfig;
+pub use error::{ApiError, DaemonError};
+pub use start::run;
+pub use state::AppState;

@@ -1,11 +1,9 @@
 //! The container verbs, Docker's way: `run`, `ps`, `logs`, `exec`, `stop`, `kill`, `rm`,
-//! `inspect`.
+//! `inspect`, `wait`, `top`, `stats`. They talk only to the daemon's API.
 
 use std::path::PathBuf;
 
 use clap::Args;
-
-use crate::exit::pending_verb;
 
 /// `corral run`.
 #[derive(Debug, Args)]
@@ -170,11 +168,32 @@ pub struct InspectArgs {
     pub objects: Vec<String>,
 }
 
-pending_verb!(RunArgs, "run");
-pending_verb!(PsArgs, "ps");
-pending_verb!(LogsArgs, "logs");
-pending_verb!(ExecArgs, "exec");
-pending_verb!(StopArgs, "stop");
-pending_verb!(KillArgs, "kill");
-pending_verb!(RmArgs, "rm");
-pending_verb!(InspectArgs, "inspect");
+/// `corral wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Container names or IDs.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `corral top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Container name or ID.
+    pub container: String,
+}
+
+/// `corral stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Container names or IDs (default: every running container).
+    pub containers: Vec<String>,
+    /// Print once and exit (the default; kept for Docker compatibility).
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
+    /// Refresh every second.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+mod verbs;

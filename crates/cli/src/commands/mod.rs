@@ -1,16 +1,19 @@
 //! One module per command group; each turns parsed arguments into work and an exit status.
 
+pub mod api_client;
 pub mod app;
 pub mod completion;
 pub mod container;
 pub mod daemon;
 pub mod image;
+pub mod inventory;
 pub mod kube;
 pub mod network;
 pub mod oci;
 pub mod shim;
 pub mod version;
 pub mod vm;
+pub mod vm_daemon;
 pub mod vm_run;
 pub mod vmm;
 
@@ -31,6 +34,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kill(args) => args.run(global),
         Command::Rm(args) => args.run(global),
         Command::Inspect(args) => args.run(global),
+        Command::Wait(args) => args.run(global),
+        Command::Top(args) => args.run(global),
+        Command::Stats(args) => args.run(global),
         Command::Image(cmd) => cmd.run(global),
         Command::Build(args) => args.run(global),
         Command::App(cmd) => cmd.run(global),

@@ -1,10 +1,11 @@
 //! `corral shim`: the per-container supervisor.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::exit::pending_verb;
+use crate::cli::GlobalArgs;
 
 /// Supervise one container: own its stdio, log file and exit status.
 #[derive(Debug, Args)]
@@ -12,9 +13,40 @@ pub struct ShimArgs {
     /// The container's ID.
     #[arg(long)]
     pub id: String,
-    /// The container's OCI bundle.
+    /// The container's OCI bundle (its folder: logs and status files go there too).
     #[arg(long, value_name = "DIR")]
     pub bundle: PathBuf,
+    /// The OCI runtime binary.
+    #[arg(long, value_name = "PATH")]
+    pub runtime: PathBuf,
+    /// An argument put before the runtime's own (repeatable), e.g. `oci`.
+    #[arg(long = "runtime-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub runtime_args: Vec<String>,
+    /// The runtime's state root (`--root`).
+    #[arg(long = "runtime-root", value_name = "DIR")]
+    pub runtime_root: PathBuf,
+    /// Rotate the container log past this many bytes.
+    #[arg(long = "log-max-bytes", default_value_t = 10 << 20)]
+    pub log_max_bytes: u64,
+    /// Report readiness ("ok PID" or "err MESSAGE") on this file descriptor.
+    #[arg(long = "ready-fd", value_name = "FD")]
+    pub ready_fd: Option<i32>,
 }
 
-pending_verb!(ShimArgs, "shim");
+impl ShimArgs {
+    /// Run the verb.
+    pub fn run(self, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let cfg = corral_daemon::shim::ShimConfig {
+            id: self.id,
+            dir: self.bundle.clone(),
+            bundle: self.bundle,
+            runtime: self.runtime,
+            runtime_args: self.runtime_args,
+            runtime_root: self.runtime_root,
+            log_max_bytes: self.log_max_bytes,
+            ready_fd: self.ready_fd,
+        };
+        corral_daemon::shim::run(&cfg)?;
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -245,15 +245,16 @@ pub struct VmRmArgs {
 
 impl VmCommand {
     /// Run the verb.
-    pub fn run(self, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        use crate::commands::vm_daemon as d;
         match self {
             VmCommand::Run(args) => super::vm_run::run(args),
-            VmCommand::Create(_) => not_implemented("vm create"),
-            VmCommand::Start(_) => not_implemented("vm start"),
-            VmCommand::Shutdown(_) => not_implemented("vm shutdown"),
-            VmCommand::Off(_) => not_implemented("vm off"),
-            VmCommand::Pause(_) => not_implemented("vm pause"),
-            VmCommand::Resume(_) => not_implemented("vm resume"),
+            VmCommand::Create(a) => d::create(a, global),
+            VmCommand::Start(a) => d::start(a, global),
+            VmCommand::Shutdown(a) => d::shutdown(a, global),
+            VmCommand::Off(a) => d::off(a, global),
+            VmCommand::Pause(a) => d::pause(a, global),
+            VmCommand::Resume(a) => d::resume(a, global),
             VmCommand::Save(_) => not_implemented("vm save"),
             VmCommand::Console(_) => not_implemented("vm console"),
             VmCommand::Snapshot(_) => not_implemented("vm snapshot"),
@@ -261,10 +262,10 @@ impl VmCommand {
             VmCommand::Export(_) => not_implemented("vm export"),
             VmCommand::Import(_) => not_implemented("vm import"),
             VmCommand::Migrate(_) => not_implemented("vm migrate"),
-            VmCommand::Edit(_) => not_implemented("vm edit"),
-            VmCommand::Ls(_) => not_implemented("vm ls"),
-            VmCommand::Inspect(_) => not_implemented("vm inspect"),
-            VmCommand::Rm(_) => not_implemented("vm rm"),
+            VmCommand::Edit(a) => d::edit(a, global),
+            VmCommand::Ls(a) => d::ls(a, global),
+            VmCommand::Inspect(a) => d::inspect(a, global),
+            VmCommand::Rm(a) => d::rm(a, global),
         }
     }
 }

@@ -1,0 +1,337 @@
+//! A typed client of the daemon's REST API over its Unix socket, or over loopback TCP with the
+//! bearer token. HTTP/1.1 through hyper; one connection per request (the socket is local).
+
+use std::path::PathBuf;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::types::*;
+
+/// Where the daemon listens.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// The Unix socket (no token: file permissions guard it).
+    Unix(PathBuf),
+    /// Loopback TCP with the bearer token.
+    Tcp {
+        /// `127.0.0.1:PORT`.
+        addr: String,
+        /// The token from the root dir.
+        token: String,
+    },
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
+            Endpoint::Tcp { addr, .. } => write!(f, "tcp:{addr}"),
+        }
+    }
+}
+
+/// Errors of the API client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The daemon is not reachable.
+    #[error("cannot connect to the corral daemon at {endpoint}: {source}")]
+    Connect {
+        /// Where we tried.
+        endpoint: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The daemon answered with an error.
+    #[error("{}", .body.message)]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The error body.
+        body: ErrorBody,
+    },
+    /// HTTP-level failure.
+    #[error("HTTP exchange with the daemon failed: {0}")]
+    Http(#[from] hyper::Error),
+    /// A body that does not decode.
+    #[error("cannot decode the daemon's answer to {path}: {source}")]
+    Decode {
+        /// The request path.
+        path: String,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+}
+
+impl ClientError {
+    /// The HTTP status when the daemon answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The API client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    endpoint: Endpoint,
+}
+
+/// A response body read line by line (logs with follow, the event stream).
+pub struct LineStream {
+    body: Incoming,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl std::fmt::Debug for LineStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineStream").finish_non_exhaustive()
+    }
+}
+
+impl LineStream {
+    /// The next line without its newline; None at the end of the body.
+    pub async fn next_line(&mut self) -> Result<Option<String>, ClientError> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Ok(Some(
+                    String::from_utf8_lossy(&line[..line.len() - 1]).into_owned(),
+                ));
+            }
+            if self.done {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                let rest = std::mem::take(&mut self.buf);
+                return Ok(Some(String::from_utf8_lossy(&rest).into_owned()));
+            }
+            match self.body.frame().await {
+                Some(frame) => {
+                    if let Ok(data) = frame?.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+                None => self.done = true,
+            }
+        }
+    }
+}
+
+impl Client {
+    /// A client of the daemon at `endpoint`.
+    pub fn new(endpoint: Endpoint) -> Self {
+        Client { endpoint }
+    }
+
+    /// Where this client connects.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    async fn connect(
+        &self,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError> {
+        let connect_err = |source| ClientError::Connect {
+            endpoint: self.endpoint.to_string(),
+            source,
+        };
+        macro_rules! handshake {
+            ($stream:expr) => {{
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new($stream)).await?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                sender
+            }};
+        }
+        Ok(match &self.endpoint {
+            Endpoint::Unix(path) => {
+                let s = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(connect_err)?;
+                handshake!(s)
+            }
+            Endpoint::Tcp { addr, .. } => {
+                let s = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(connect_err)?;
+                handshake!(s)
+            }
+        })
+    }
+
+    /// Send one request; an error status becomes `ClientError::Api`.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let mut sender = self.connect().await?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "corral");
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        if let Endpoint::Tcp { token, .. } = &self.endpoint {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("request parts are valid");
+        let resp = sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        if status >= 400 {
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
+                code: "http".into(),
+                message: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)),
+                details: serde_json::Value::Null,
+            });
+            return Err(ClientError::Api { status, body });
+        }
+        Ok(resp)
+    }
+
+    /// Send a request and return the whole body as text.
+    pub async fn text(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<String, ClientError> {
+        let resp = self.send(method, path, body).await?;
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Send a request with an optional JSON body and decode a JSON answer.
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let body = body.map(|b| serde_json::to_vec(b).expect("API types serialise"));
+        let text = self.text(method, path, body).await?;
+        let text = if text.is_empty() { "null" } else { &text };
+        serde_json::from_str(text).map_err(|source| ClientError::Decode {
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    /// Open a streaming GET (logs -f, events) read line by line.
+    pub async fn lines(&self, path: &str) -> Result<LineStream, ClientError> {
+        let resp = self.send(Method::GET, path, None).await?;
+        Ok(LineStream {
+            body: resp.into_body(),
+            buf: Vec::new(),
+            done: false,
+        })
+    }
+
+    /// `GET /v1/info`.
+    pub async fn info(&self) -> Result<Info, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/info", None).await
+    }
+
+    /// `GET /v1/instances`: every VM and container.
+    pub async fn instances(&self) -> Result<Vec<Instance>, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/instances", None).await
+    }
+
+    /// `POST /v1/containers`: create and start a container.
+    pub async fn run_container(&self, spec: &ContainerSpec) -> Result<Instance, ClientError> {
+        self.call(Method::POST, "/v1/containers", Some(spec)).await
+    }
+
+    /// `POST /v1/containers?start=false`: create without starting.
+    pub async fn create_container(&self, spec: &ContainerSpec) -> Result<Instance, ClientError> {
+        self.call(Method::POST, "/v1/containers?start=false", Some(spec))
+            .await
+    }
+
+    /// `POST /v1/containers/{id}/start`.
+    pub async fn start_container(&self, id: &str) -> Result<Instance, ClientError> {
+        self.call::<(), _>(
+            Method::POST,
+            &format!("/v1/containers/{}/start", enc(id)),
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v1/containers/{id}`.
+    pub async fn container(&self, id: &str) -> Result<Instance, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/containers/{}", enc(id)), None)
+            .await
+    }
+
+    /// `POST /v1/containers/{id}/wait`: block until it exits.
+    pub async fn wait_container(&self, id: &str) -> Result<WaitResponse, ClientError> {
+        self.call::<(), _>(
+            Method::POST,
+            &format!("/v1/containers/{}/wait", enc(id)),
+            None,
+        )
+        .await
+    }
+
+    /// `POST /v1/containers/{id}/stop`.
+    pub async fn stop_container(
+        &self,
+        id: &str,
+        timeout_secs: u64,
+    ) -> Result<Instance, ClientError> {
+        let body = StopRequest {
+            timeout_secs: Some(timeout_secs),
+        };
+        self.call(
+            Method::POST,
+            &format!("/v1/containers/{}/stop", enc(id)),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/containers/{id}?force=`.
+    pub async fn remove_container(&self, id: &str, force: bool) -> Result<(), ClientError> {
+        self.text(
+            Method::DELETE,
+            &format!("/v1/containers/{}?force={force}", enc(id)),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `GET /v1/inventory`: live figures of every instance.
+    pub async fn inventory(&self) -> Result<Vec<InventoryRow>, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/inventory", None).await
+    }
+}
+
+/// Percent-encode a path segment (names are restricted, but be safe).
+pub fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,324 @@
+//! Request and response bodies. Each derives `ToSchema` so the daemon's OpenAPI document is
+//! generated from the same types the handlers use.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Every error the API returns: a stable machine code, a human message, and details (e.g. the
+/// field path that failed validation).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ErrorBody {
+    /// Stable code, e.g. `not_found`, `invalid_argument`, `conflict`, `internal`.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Structured details, e.g. `{"field": "volumes[0]"}`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+/// What an instance is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceKind {
+    /// A container.
+    Container,
+    /// A virtual machine.
+    Vm,
+}
+
+/// Lifecycle state of an instance.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    /// Being set up.
+    Creating,
+    /// Set up, not running.
+    Created,
+    /// Running.
+    Running,
+    /// Paused (VMs).
+    Paused,
+    /// Being stopped.
+    Stopping,
+    /// Ended with a known exit status.
+    Exited,
+    /// Its supervisor died without recording an exit status.
+    Dead,
+    /// Being removed.
+    Removing,
+}
+
+impl InstanceState {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Creating => "creating",
+            InstanceState::Created => "created",
+            InstanceState::Running => "running",
+            InstanceState::Paused => "paused",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Exited => "exited",
+            InstanceState::Dead => "dead",
+            InstanceState::Removing => "removing",
+        }
+    }
+}
+
+/// A VM or container as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Instance {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique per kind.
+    pub name: String,
+    /// VM or container.
+    pub kind: InstanceKind,
+    /// Lifecycle state.
+    pub state: InstanceState,
+    /// Why it is in this state, when that is not obvious.
+    pub reason: Option<String>,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Last start, RFC 3339.
+    pub started: Option<String>,
+    /// Last exit, RFC 3339.
+    pub finished: Option<String>,
+    /// Exit status of the last run.
+    pub exit_code: Option<i32>,
+    /// Pid of the supervisor (shim or vmm).
+    pub supervisor_pid: Option<i32>,
+    /// Restarts done by the restart policy.
+    pub restart_count: i64,
+    /// The definition: a [`ContainerSpec`] or a [`VmSpec`] as JSON.
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+}
+
+/// A bind mount.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct VolumeSpec {
+    /// Host path.
+    pub source: String,
+    /// Path inside the container.
+    pub target: String,
+    /// Mount read-only.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// What to run in a container (`POST /v1/containers`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(default)]
+pub struct ContainerSpec {
+    /// Name; generated when empty.
+    pub name: Option<String>,
+    /// Image reference, e.g. `busybox`.
+    pub image: String,
+    /// Command and arguments; the image's default when empty.
+    pub command: Vec<String>,
+    /// Environment, `K=V`.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub workdir: Option<String>,
+    /// `uid[:gid]`.
+    pub user: Option<String>,
+    /// Bind mounts as `SRC:DST[:ro]`.
+    pub volumes: Vec<String>,
+    /// Published ports `[IP:]HOST:CONTAINER[/proto]`.
+    pub publish: Vec<String>,
+    /// Memory limit in bytes.
+    pub memory_bytes: Option<u64>,
+    /// CPU limit in CPUs.
+    pub cpus: Option<f64>,
+    /// Maximum number of processes.
+    pub pids_limit: Option<i64>,
+    /// Read-only root filesystem.
+    pub read_only: bool,
+    /// Capabilities to add (e.g. `NET_ADMIN`).
+    pub cap_add: Vec<String>,
+    /// Capabilities to drop.
+    pub cap_drop: Vec<String>,
+    /// `no`, `on-failure[:N]` or `always`.
+    pub restart: Option<String>,
+    /// `none`, `host` (default: a private network namespace with loopback only).
+    pub network: Option<String>,
+    /// Remove when it exits.
+    pub auto_remove: bool,
+}
+
+/// A container's exit (`POST /v1/containers/{id}/wait`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct WaitResponse {
+    /// Exit status (128+N for signal N).
+    pub exit_code: i32,
+}
+
+/// `POST /v1/containers/{id}/exec`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(default)]
+pub struct ExecRequest {
+    /// Command and arguments.
+    pub command: Vec<String>,
+    /// Extra environment, `K=V`.
+    pub env: Vec<String>,
+    /// `uid[:gid]`.
+    pub user: Option<String>,
+}
+
+/// The result of an exec.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ExecResponse {
+    /// Exit status.
+    pub exit_code: i32,
+    /// Standard output (lossy UTF-8).
+    pub stdout: String,
+    /// Standard error (lossy UTF-8).
+    pub stderr: String,
+}
+
+/// `POST /v1/containers/{id}/stop`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(default)]
+pub struct StopRequest {
+    /// Seconds between SIGTERM and SIGKILL (default 10).
+    pub timeout_secs: Option<u64>,
+}
+
+/// `POST /v1/containers/{id}/kill`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(default)]
+pub struct KillRequest {
+    /// Signal name or number (default KILL).
+    pub signal: Option<String>,
+}
+
+/// One line of a container's log.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct LogLine {
+    /// RFC 3339 with nanoseconds.
+    pub time: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The text, with its newline if it had one.
+    pub log: String,
+}
+
+/// Processes of a container (`GET /v1/containers/{id}/top`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TopResponse {
+    /// Column titles.
+    pub titles: Vec<String>,
+    /// One row per process.
+    pub processes: Vec<Vec<String>>,
+}
+
+/// Live figures of one instance: the inventory row.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct InventoryRow {
+    /// Instance id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// VM or container.
+    pub kind: InstanceKind,
+    /// Lifecycle state.
+    pub state: InstanceState,
+    /// The host it runs on.
+    pub host: String,
+    /// CPU use over the last sample interval, percent of one CPU.
+    pub cpu_percent: Option<f64>,
+    /// Memory in use (bytes): cgroup usage for containers, resident set of the VMM for VMs.
+    pub memory_demand: Option<u64>,
+    /// Memory assigned (bytes): the limit or the guest size.
+    pub memory_assigned: Option<u64>,
+    /// demand / assigned, percent.
+    pub memory_pressure: Option<f64>,
+    /// Seconds since start.
+    pub uptime_secs: Option<u64>,
+    /// Last guest-agent heartbeat, or None when there is no agent.
+    pub heartbeat: Option<String>,
+    /// Number of processes (containers).
+    pub pids: Option<u64>,
+}
+
+/// A state change on the event stream (`GET /v1/events`, Server-Sent Events).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Event {
+    /// RFC 3339.
+    pub time: String,
+    /// VM or container.
+    pub kind: InstanceKind,
+    /// Instance id.
+    pub id: String,
+    /// Instance name.
+    pub name: String,
+    /// What happened: create, start, die, stop, destroy, pause, resume, dead, oom.
+    pub action: String,
+    /// The state after it.
+    pub state: InstanceState,
+}
+
+/// Daemon information (`GET /v1/info`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Info {
+    /// corral version.
+    pub version: String,
+    /// Daemon pid.
+    pub pid: u32,
+    /// Root dir.
+    pub root: String,
+    /// OCI runtime binary used for containers.
+    pub oci_runtime: String,
+    /// Host name.
+    pub host: String,
+    /// Number of containers.
+    pub containers: usize,
+    /// Number of VMs.
+    pub vms: usize,
+}
+
+/// A VM definition (`POST /v1/vms`), written to `vms/NAME/vm.toml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(default)]
+pub struct VmSpec {
+    /// Unique VM name.
+    pub name: String,
+    /// Guest kernel path.
+    pub kernel: Option<String>,
+    /// Initrd path.
+    pub initrd: Option<String>,
+    /// Kernel command line.
+    pub cmdline: Option<String>,
+    /// vCPUs (default from the instance type).
+    pub cpus: Option<u8>,
+    /// Memory in MiB (default from the instance type).
+    pub memory_mib: Option<u64>,
+    /// Disks, `PATH[,ro]`.
+    pub disks: Vec<String>,
+    /// Network: `none` or `tap=NAME`.
+    pub net: Option<String>,
+    /// standard, high-mem or high-cpu.
+    pub instance_type: Option<String>,
+}
+
+/// Changes to a VM definition (`PATCH /v1/vms/{name}`), applied at the next start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(default)]
+pub struct VmEdit {
+    /// New vCPU count.
+    pub cpus: Option<u8>,
+    /// New memory size in MiB.
+    pub memory_mib: Option<u64>,
+    /// New kernel command line.
+    pub cmdline: Option<String>,
+}
+
+/// `POST /v1/vms/{name}/shutdown`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(default)]
+pub struct ShutdownRequest {
+    /// Seconds to wait for the guest before turning it off (default 30).
+    pub timeout_secs: Option<u64>,
+}

@@ -1,0 +1,157 @@
+//! The daemon-backed VM verbs (virsh's way): create, start, shutdown, off, pause, resume,
+//! console, rm, ls, inspect, edit. `vm run` (foreground) lives in vm.rs with the VMM.
+
+use std::process::ExitCode;
+
+use corral_api::client::enc;
+use corral_api::{Instance, InstanceKind, Method, ShutdownRequest, VmEdit, VmSpec};
+
+use crate::cli::GlobalArgs;
+use crate::commands::api_client::{parse_size, Api};
+use crate::commands::inventory;
+use crate::commands::vm::{
+    VmCreateArgs, VmEditArgs, VmLsArgs, VmNameArgs, VmRmArgs, VmShutdownArgs,
+};
+
+fn abs(p: &std::path::Path) -> String {
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
+}
+
+fn mib(s: &str) -> anyhow::Result<u64> {
+    Ok(parse_size(s)? >> 20)
+}
+
+/// `vm create`.
+pub fn create(a: VmCreateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let spec = VmSpec {
+        name: a.name,
+        kernel: a.kernel.as_deref().map(abs),
+        initrd: a.initrd.as_deref().map(abs),
+        cmdline: a.cmdline,
+        cpus: a.cpus,
+        memory_mib: a.memory.as_deref().map(mib).transpose()?,
+        disks: a
+            .disks
+            .iter()
+            .map(|d| match d.strip_suffix(",ro") {
+                Some(p) => format!("{},ro", abs(p.as_ref())),
+                None => abs(d.as_ref()),
+            })
+            .collect(),
+        net: a.net,
+        instance_type: Some(a.instance_type),
+    };
+    let api = Api::connect(global)?;
+    let inst: Instance = api.block_on(api.client.call(Method::POST, "/v1/vms", Some(&spec)))?;
+    println!("{}", inst.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn post(global: &GlobalArgs, name: &str, verb: &str) -> anyhow::Result<ExitCode> {
+    let api = Api::connect(global)?;
+    let inst: Instance = api.block_on(api.client.call::<(), _>(
+        Method::POST,
+        &format!("/v1/vms/{}/{verb}", enc(name)),
+        None,
+    ))?;
+    println!("{}", inst.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vm start`.
+pub fn start(a: VmNameArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    post(global, &a.name, "start")
+}
+
+/// `vm off`.
+pub fn off(a: VmNameArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    post(global, &a.name, "off")
+}
+
+/// `vm pause`.
+pub fn pause(a: VmNameArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    post(global, &a.name, "pause")
+}
+
+/// `vm resume`.
+pub fn resume(a: VmNameArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    post(global, &a.name, "resume")
+}
+
+/// `vm shutdown`.
+pub fn shutdown(a: VmShutdownArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::connect(global)?;
+    let body = ShutdownRequest {
+        timeout_secs: Some(a.timeout),
+    };
+    let inst: Instance = api.block_on(api.client.call(
+        Method::POST,
+        &format!("/v1/vms/{}/shutdown", enc(&a.name)),
+        Some(&body),
+    ))?;
+    println!("{}", inst.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vm rm`.
+pub fn rm(a: VmRmArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::connect(global)?;
+    let mut failed = false;
+    for n in &a.names {
+        let r = api.block_on(api.client.text(
+            Method::DELETE,
+            &format!("/v1/vms/{}?force={}", enc(n), a.force),
+            None,
+        ));
+        match r {
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                eprintln!("corral: error: {n}: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `vm ls`.
+pub fn ls(a: VmLsArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::connect(global)?;
+    inventory::show(&api, Some(InstanceKind::Vm), true, &a.format, a.watch)
+}
+
+/// `vm inspect`.
+pub fn inspect(a: VmNameArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::connect(global)?;
+    let inst: Instance = api.block_on(api.client.call::<(), _>(
+        Method::GET,
+        &format!("/v1/vms/{}", enc(&a.name)),
+        None,
+    ))?;
+    println!("{}", serde_json::to_string_pretty(&inst)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vm edit`.
+pub fn edit(a: VmEditArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let body = VmEdit {
+        cpus: a.cpus,
+        memory_mib: a.memory.as_deref().map(mib).transpose()?,
+        cmdline: a.cmdline,
+    };
+    let api = Api::connect(global)?;
+    let inst: Instance = api.block_on(api.client.call(
+        Method::PATCH,
+        &format!("/v1/vms/{}", enc(&a.name)),
+        Some(&body),
+    ))?;
+    println!("{}", inst.name);
+    Ok(ExitCode::SUCCESS)
+}

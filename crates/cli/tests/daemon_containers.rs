@@ -1,0 +1,551 @@
+//! Containers end to end through the CLI, the daemon it starts, the shim and an OCI runtime,
+//! plus crash recovery: the daemon is killed with SIGKILL at several points of create, start,
+//! stop and rm, restarted, and checked for consistency and leaks (processes, mounts, cgroups,
+//! files). Every test needs root (mounts, namespaces, cgroups): names start with `host_`.
+//!
+//! The runtime is `CORRAL_TEST_OCI_RUNTIME` if set, else Debian's runc.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const RUNC: &str = "/usr/sbin/runc";
+
+fn skip() -> bool {
+    std::env::var("CORRAL_SKIP_HOST_TESTS").as_deref() == Ok("1")
+}
+
+fn runtime() -> String {
+    std::env::var("CORRAL_TEST_OCI_RUNTIME").unwrap_or_else(|_| RUNC.into())
+}
+
+fn require_host() {
+    assert_eq!(
+        nix::unistd::geteuid().as_raw(),
+        0,
+        "host_ tests need root (set CORRAL_SKIP_HOST_TESTS=1 to skip)"
+    );
+    assert!(
+        Path::new(&runtime()).exists(),
+        "OCI runtime {} is missing (apt-get install runc)",
+        runtime()
+    );
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "/bin/busybox is missing (apt-get install busybox-static)"
+    );
+}
+
+/// One private daemon world: its own root and run dirs; the daemon is started by the CLI.
+struct World {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    run: PathBuf,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("daemon-{}-", std::process::id()))
+            .tempdir()
+            .unwrap();
+        World {
+            root: dir.path().join("root"),
+            run: dir.path().join("run"),
+            _dir: dir,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_corral"));
+        c.args(args)
+            .env("CORRAL_ROOT", &self.root)
+            .env("CORRAL_RUN", &self.run)
+            .env("CORRAL_OCI_RUNTIME", runtime())
+            .env_remove("CORRAL_CRASH_AT");
+        c
+    }
+
+    fn corral(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Run and require success; stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.corral(args);
+        assert!(
+            out.status.success(),
+            "corral {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.daemon_log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Start the daemon through the CLI with a crash point armed.
+    fn start_with_crash(&self, point: &str) {
+        let out = self
+            .cmd(&["ps"])
+            .env("CORRAL_CRASH_AT", point)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.run.join("corral.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn kill9_daemon(&self) {
+        if let Some(pid) = self.daemon_pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            wait_gone(pid);
+        }
+    }
+
+    /// Wait for the daemon the crash point killed; it must be gone.
+    fn wait_daemon_dead(&self) {
+        if let Some(pid) = self.daemon_pid() {
+            wait_gone(pid);
+        }
+    }
+
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        let out = self.ok(&["inspect", name]);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+    }
+
+    /// Nothing of container `id` is left on the host.
+    fn assert_no_leaks(&self, id: &str) {
+        let dir = self.root.join("containers").join(id);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(id), "a mount of {id} left behind");
+        for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let cg = entry.path().join("corral").join(id);
+            assert!(!cg.exists(), "cgroup {} left behind", cg.display());
+        }
+        assert!(
+            processes_mentioning(id).is_empty(),
+            "processes of {id} left behind"
+        );
+        assert!(
+            !self.run.join("oci").join(id).exists(),
+            "runtime state of {id} left behind"
+        );
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // Remove whatever a failed test left, then stop the daemon.
+        if let Ok(out) = self.cmd(&["ps", "-a", "--format", "json"]).output() {
+            if let Ok(list) = serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout) {
+                for c in list {
+                    let _ = self.corral(&["rm", "-f", c["id"].as_str().unwrap_or("")]);
+                }
+            }
+        }
+        if let Some(pid) = self.daemon_pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            wait_gone(pid);
+        }
+    }
+}
+
+fn wait_gone(pid: i32) {
+    // pidfd: readable once the process has ended.
+    // SAFETY: pidfd_open takes a pid and flags; no pointers.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return;
+    }
+    let mut pfd = nix::libc::pollfd {
+        fd: fd as i32,
+        events: nix::libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { nix::libc::poll(&mut pfd, 1, 10_000) };
+    // SAFETY: closing the fd we opened.
+    unsafe { nix::libc::close(fd as i32) };
+    // A child of ours would stay a zombie; the daemon is not our child, init reaps it.
+    for _ in 0..100 {
+        if !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true)
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn processes_mentioning(id: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            if String::from_utf8_lossy(&cmd).contains(id) {
+                let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|s| s.contains(") Z "))
+                    .unwrap_or(true);
+                if !zombie {
+                    out.push(pid);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn host_run_wait_logs_ps_rm() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new();
+    let id = w
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "c1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hello; echo oops >&2; exit 3",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    assert_eq!(w.ok(&["wait", "c1"]).trim(), "3");
+    let logs = w.corral(&["logs", "c1"]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello\n");
+    assert_eq!(String::from_utf8_lossy(&logs.stderr), "oops\n");
+    let tail = w.ok(&["logs", "--tail", "0", "c1"]);
+    assert_eq!(tail, "");
+    let ps = w.ok(&["ps", "-a"]);
+    assert!(ps.contains("exited (3)") && ps.contains("c1"), "{ps}");
+    assert!(
+        !w.ok(&["ps"]).contains("c1"),
+        "ps without -a shows only running"
+    );
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(&w.ok(&["ps", "-a", "--format", "json"])).unwrap();
+    assert_eq!(json[0]["exit_code"], 3);
+    // A second container with the same name is refused.
+    let dup = w.corral(&["run", "-d", "--name", "c1", "busybox", "true"]);
+    assert_eq!(dup.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    w.ok(&["rm", "c1"]);
+    w.assert_no_leaks(&id);
+}
+
+#[test]
+fn host_foreground_run_streams_output_and_returns_the_exit_code() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new();
+    let out = w.corral(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi there",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $GREETING; exit 7",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi there\n");
+    // --rm: nothing left (the removal runs right after the exit).
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&w.ok(&["ps", "-a", "--format", "json"])).unwrap();
+    for c in &list {
+        assert_ne!(c["state"], "running");
+    }
+    let events_done = (0..200).any(|_| {
+        let l: Vec<serde_json::Value> =
+            serde_json::from_str(&w.ok(&["ps", "-a", "--format", "json"])).unwrap();
+        if l.is_empty() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        false
+    });
+    assert!(events_done, "--rm container not removed");
+}
+
+#[test]
+fn host_exec_top_stop_escalates_to_sigkill() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new();
+    // sleep as PID 1 ignores SIGTERM, so stop must escalate.
+    let id = w.ok(&[
+        "run", "-d", "--name", "sleeper", "--memory", "64m", "busybox", "sleep", "1000",
+    ]);
+    let id = id.trim();
+    let out = w.corral(&[
+        "exec",
+        "sleeper",
+        "sh",
+        "-c",
+        "echo in-container; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("in-container\n"), "{text}");
+    let top = w.ok(&["top", "sleeper"]);
+    assert!(top.contains("sleep 1000"), "{top}");
+    let stats = w.ok(&["stats", "sleeper"]);
+    assert!(stats.contains("64.0MiB"), "{stats}");
+    let inv = w.ok(&["ps", "--all-kinds"]);
+    assert!(
+        inv.contains("MEMORY PRESSURE") && inv.contains("sleeper") && inv.contains("n/a"),
+        "{inv}"
+    );
+    w.ok(&["stop", "-t", "1", "sleeper"]);
+    let info = w.inspect("sleeper");
+    assert_eq!(info["state"], "exited");
+    assert_eq!(info["exit_code"], 137);
+    let rm = w.corral(&["exec", "sleeper", "true"]);
+    assert_eq!(rm.status.code(), Some(1));
+    w.ok(&["rm", "sleeper"]);
+    w.assert_no_leaks(id);
+}
+
+#[test]
+fn host_bad_input_leaves_nothing_behind() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new();
+    let out = w.corral(&["run", "-d", "no-such-image"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such image"));
+    let out = w.corral(&["run", "-d", "-v", "/nonexistent-src:/x", "busybox", "true"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("volumes[0]"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = w.corral(&["run", "-d", "busybox", "/no/such/binary"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a command that cannot start fails the run"
+    );
+    let out = w.corral(&["rm", "ghost"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such container: ghost"));
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&w.ok(&["ps", "-a", "--format", "json"])).unwrap();
+    for c in list {
+        let id = c["id"].as_str().unwrap().to_string();
+        w.ok(&["rm", "-f", &id]);
+        w.assert_no_leaks(&id);
+    }
+}
+
+#[test]
+fn host_daemon_kill9_leaves_containers_running_and_reattaches() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new();
+    let id = w.ok(&["run", "-d", "--name", "keeper", "busybox", "sleep", "1000"]);
+    let id = id.trim().to_string();
+    let before = w.inspect("keeper");
+    w.kill9_daemon();
+    // The next command starts a new daemon that reattaches.
+    let after = w.inspect("keeper");
+    assert_eq!(after["state"], "running");
+    assert_eq!(after["supervisor_pid"], before["supervisor_pid"]);
+    // The shim dies: the container is shown dead, never running.
+    let shim = before["supervisor_pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let dead = (0..400).any(|_| {
+        if w.inspect("keeper")["state"] == "dead" {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        false
+    });
+    assert!(dead, "a container whose shim died must be marked dead");
+    w.ok(&["rm", "-f", "keeper"]);
+    w.assert_no_leaks(&id);
+}
+
+/// Kill the daemon at `point` during `op`, restart, return the world for checks.
+fn crash_during(point: &str, setup: &[&[&str]], op: &[&str]) -> World {
+    let w = World::new();
+    for s in setup {
+        w.ok(s);
+    }
+    w.kill9_daemon();
+    w.start_with_crash(point);
+    let out = w.corral(op);
+    assert!(
+        !out.status.success(),
+        "{op:?} should have been cut short by {point}"
+    );
+    w.wait_daemon_dead();
+    w
+}
+
+fn ids(w: &World) -> Vec<(String, String, String)> {
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&w.ok(&["ps", "-a", "--format", "json"])).unwrap();
+    list.iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_string(),
+                c["name"].as_str().unwrap().to_string(),
+                c["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn host_crash_during_create_rolls_back() {
+    if skip() {
+        return;
+    }
+    require_host();
+    for point in ["create:after-journal", "create:after-rootfs"] {
+        let w = crash_during(
+            point,
+            &[],
+            &["run", "-d", "--name", "half", "busybox", "sleep", "100"],
+        );
+        assert!(
+            ids(&w).is_empty(),
+            "{point}: half-created container still listed"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(w.root.join("containers"))
+            .unwrap()
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "{point}: container folder left behind"
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(&w.root.display().to_string()),
+            "{point}: mount left behind"
+        );
+        // The name is free again.
+        w.ok(&["run", "-d", "--name", "half", "busybox", "true"]);
+    }
+}
+
+#[test]
+fn host_crash_after_shim_start_reattaches() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = crash_during(
+        "start:after-shim",
+        &[],
+        &["run", "-d", "--name", "s1", "busybox", "sleep", "100"],
+    );
+    let list = ids(&w);
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        list[0].2, "running",
+        "the shim outlived the daemon: the container runs"
+    );
+    let pid = w.inspect("s1")["supervisor_pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    w.ok(&["stop", "-t", "1", "s1"]);
+    assert_eq!(w.inspect("s1")["state"], "exited");
+    w.ok(&["rm", "s1"]);
+    w.assert_no_leaks(&list[0].0);
+}
+
+#[test]
+fn host_crash_during_stop_finishes_the_stop() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = crash_during(
+        "stop:after-term",
+        &[&["run", "-d", "--name", "st", "busybox", "sleep", "100"]],
+        &["stop", "-t", "1", "st"],
+    );
+    // Recovery finishes the stop; wait for the exit it records.
+    let code = w.ok(&["wait", "st"]);
+    assert_eq!(code.trim(), "137");
+    assert_eq!(w.inspect("st")["state"], "exited");
+    let id = w.inspect("st")["id"].as_str().unwrap().to_string();
+    w.ok(&["rm", "st"]);
+    w.assert_no_leaks(&id);
+}
+
+#[test]
+fn host_crash_during_rm_finishes_the_removal() {
+    if skip() {
+        return;
+    }
+    require_host();
+    for point in ["rm:after-journal", "rm:after-unmount"] {
+        let w = World::new();
+        let id = w
+            .ok(&["run", "-d", "--name", "gone", "busybox", "sleep", "100"])
+            .trim()
+            .to_string();
+        w.kill9_daemon();
+        w.start_with_crash(point);
+        let out = w.corral(&["rm", "-f", "gone"]);
+        assert!(
+            !out.status.success(),
+            "{point}: rm should have been cut short"
+        );
+        w.wait_daemon_dead();
+        assert!(
+            ids(&w).is_empty(),
+            "{point}: removed container still listed"
+        );
+        w.assert_no_leaks(&id);
+    }
+}

@@ -1,0 +1,153 @@
+//! The container manager: create, start, stop, kill, remove, wait, exec. Every multi-step
+//! operation journals its intent first and commits at the end; `recover` finishes or undoes
+//! whatever a crash interrupted.
+
+pub mod cgroup;
+pub mod observe;
+pub mod rootfs;
+pub mod runtime;
+pub mod spec;
+mod stop;
+mod supervise;
+
+use std::sync::Arc;
+
+use corral_api::ContainerSpec;
+use corral_store::{InstanceRecord, Kind, Op, State};
+
+use crate::crash;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub use stop::{kill, remove, stop, teardown};
+pub use supervise::{reattach, wait};
+
+/// The stored request of a container.
+pub fn spec_of(rec: &InstanceRecord) -> ContainerSpec {
+    serde_json::from_value(rec.spec.clone()).unwrap_or_default()
+}
+
+/// Create a container (folder, root filesystem, bundle) and start it unless `start` is false.
+pub async fn run(
+    state: &Arc<AppState>,
+    spec: ContainerSpec,
+    start_it: bool,
+) -> ApiResult<InstanceRecord> {
+    spec::validate(&spec)?;
+    let image = rootfs::resolve_image(&state.config.root, &spec.image)?;
+    let id = crate::ids::new_id();
+    let name = spec
+        .name
+        .clone()
+        .unwrap_or_else(|| crate::ids::name_for(&id));
+    let _guard = state.locks.lock(&id).await;
+    let mut rec = InstanceRecord {
+        id: id.clone(),
+        kind: Kind::Container,
+        name,
+        state: State::Creating,
+        spec: serde_json::to_value(&spec).expect("spec serialises"),
+        created_at: corral_store::now_ms(),
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        supervisor_pid: None,
+        supervisor_start: None,
+        reason: None,
+        restart_count: 0,
+    };
+    let journal = state.store().insert_instance(&rec, Op::Create, "begin")?;
+    crash::point("create:after-journal");
+    if let Err(e) = build(state, &rec, &spec, &image, journal) {
+        teardown(state, &rec).await;
+        let _ = state.store().delete_instance(&id);
+        return Err(e);
+    }
+    state.transition(&mut rec, State::Created, "create")?;
+    state.store().journal_commit(journal)?;
+    crash::point("create:after-commit");
+    if start_it {
+        if let Err(e) = supervise::start_locked(state, &mut rec).await {
+            if spec.auto_remove {
+                drop(_guard);
+                let _ = remove(state, &id, true).await;
+            }
+            return Err(e);
+        }
+    }
+    Ok(rec)
+}
+
+fn build(
+    state: &AppState,
+    rec: &InstanceRecord,
+    spec: &ContainerSpec,
+    image: &rootfs::ImageDefaults,
+    journal: i64,
+) -> ApiResult<()> {
+    let dir = state.config.container_dir(&rec.id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ApiError::internal(format!("creating {}", dir.display()), e))?;
+    // The log exists from creation on, so `logs -f` can attach before the start.
+    std::fs::File::create(dir.join("container.log"))
+        .map_err(|e| ApiError::internal("creating container.log", e))?;
+    rootfs::mount_rootfs(&dir, image)?;
+    state.store().journal_step(journal, "rootfs")?;
+    crash::point("create:after-rootfs");
+    let oci = spec::to_oci(spec, &rec.id, &image.cmd)?;
+    let config = serde_json::to_vec_pretty(&oci).expect("spec serialises");
+    crate::shim::write_atomic(&dir.join("config.json"), &config)
+        .map_err(|e| ApiError::internal("writing config.json", e))?;
+    state.store().journal_step(journal, "bundle")?;
+    Ok(())
+}
+
+/// Start a created or exited container.
+pub async fn start(state: &Arc<AppState>, key: &str) -> ApiResult<InstanceRecord> {
+    let rec = state.find(Kind::Container, key)?;
+    let _guard = state.locks.lock(&rec.id).await;
+    let mut rec = state.store().get_instance(&rec.id)?;
+    match rec.state {
+        State::Running | State::Paused => return Ok(rec),
+        State::Created | State::Exited | State::Dead => {}
+        s => return Err(ApiError::Conflict(format!("container {} is {s}", rec.name))),
+    }
+    supervise::start_locked(state, &mut rec).await?;
+    Ok(rec)
+}
+
+/// Run a command in a running container and collect its output.
+pub async fn exec(
+    state: &Arc<AppState>,
+    key: &str,
+    req: corral_api::ExecRequest,
+) -> ApiResult<corral_api::ExecResponse> {
+    if req.command.is_empty() {
+        return Err(ApiError::invalid("command", "a command is required"));
+    }
+    for (i, e) in req.env.iter().enumerate() {
+        if !e.contains('=') {
+            return Err(ApiError::invalid(format!("env[{i}]"), "expected K=V"));
+        }
+    }
+    let rec = state.find(Kind::Container, key)?;
+    if rec.state != State::Running {
+        return Err(ApiError::Conflict(format!(
+            "container {} is {}, not running",
+            rec.name, rec.state
+        )));
+    }
+    let out = runtime::exec(
+        &state.config,
+        &rec.id,
+        &req.command,
+        &req.env,
+        req.user.as_deref(),
+    )
+    .await?;
+    Ok(corral_api::ExecResponse {
+        exit_code: out.status.code().unwrap_or(255),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}

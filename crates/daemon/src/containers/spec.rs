@@ -1,0 +1,401 @@
+//! A container request: validation with field paths, and the OCI `config.json` made from it
+//! (oci-spec's defaults: the usual namespaces, mounts, masked paths and capabilities).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+
+use corral_api::ContainerSpec;
+use oci_spec::runtime::{
+    Capability, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, MountBuilder, Spec,
+};
+
+use crate::error::{ApiError, ApiResult};
+
+/// A restart policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Never restart.
+    No,
+    /// Restart after a non-zero exit, at most N times (None: unlimited).
+    OnFailure(Option<u32>),
+    /// Always restart unless stopped by the user.
+    Always,
+}
+
+impl Restart {
+    /// Parse `no`, `always`, `on-failure[:N]`.
+    pub fn parse(s: &str) -> Option<Restart> {
+        match s {
+            "" | "no" => Some(Restart::No),
+            "always" => Some(Restart::Always),
+            "on-failure" => Some(Restart::OnFailure(None)),
+            _ => {
+                let n = s.strip_prefix("on-failure:")?.parse().ok()?;
+                Some(Restart::OnFailure(Some(n)))
+            }
+        }
+    }
+
+    /// Whether a run that ended with `code` after `restarts` restarts is restarted.
+    pub fn should_restart(self, code: i32, restarts: i64) -> bool {
+        match self {
+            Restart::No => false,
+            Restart::Always => true,
+            Restart::OnFailure(max) => code != 0 && max.is_none_or(|m| restarts < m as i64),
+        }
+    }
+}
+
+/// A bind mount parsed from `SRC:DST[:ro|rw]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Volume {
+    /// Host path.
+    pub source: String,
+    /// Container path.
+    pub target: String,
+    /// Read-only.
+    pub read_only: bool,
+}
+
+fn parse_volume(s: &str, field: &str) -> ApiResult<Volume> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (source, target, mode) = match parts.as_slice() {
+        [s, t] => (*s, *t, "rw"),
+        [s, t, m] => (*s, *t, *m),
+        _ => return Err(ApiError::invalid(field, "expected SRC:DST[:ro]")),
+    };
+    if !source.starts_with('/') {
+        return Err(ApiError::invalid(
+            field,
+            format!("source {source:?} must be an absolute host path"),
+        ));
+    }
+    if !Path::new(source).exists() {
+        return Err(ApiError::invalid(
+            field,
+            format!("source {source} does not exist"),
+        ));
+    }
+    if !target.starts_with('/') || target.split('/').any(|c| c == "..") {
+        return Err(ApiError::invalid(
+            field,
+            format!("target {target:?} must be an absolute path without `..`"),
+        ));
+    }
+    let read_only = match mode {
+        "ro" => true,
+        "rw" => false,
+        m => {
+            return Err(ApiError::invalid(
+                field,
+                format!("unknown mode {m:?}, use ro or rw"),
+            ))
+        }
+    };
+    Ok(Volume {
+        source: source.into(),
+        target: target.into(),
+        read_only,
+    })
+}
+
+fn parse_cap(s: &str, field: &str) -> ApiResult<Capability> {
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("CAP_").unwrap_or(&up);
+    Capability::from_str(name)
+        .map_err(|_| ApiError::invalid(field, format!("unknown capability {s:?}")))
+}
+
+fn parse_user(s: &str) -> ApiResult<(u32, u32)> {
+    let mut it = s.splitn(2, ':');
+    let uid = it.next().unwrap_or_default();
+    let gid = it.next();
+    let bad = || ApiError::invalid("user", format!("{s:?}: expected numeric uid[:gid]"));
+    let uid: u32 = uid.parse().map_err(|_| bad())?;
+    let gid: u32 = match gid {
+        Some(g) => g.parse().map_err(|_| bad())?,
+        None => uid,
+    };
+    Ok((uid, gid))
+}
+
+/// Check every field of a request; the first problem is reported with its field path.
+pub fn validate(spec: &ContainerSpec) -> ApiResult<()> {
+    if let Some(name) = &spec.name {
+        if !crate::ids::valid_name(name) {
+            return Err(ApiError::invalid(
+                "name",
+                format!("{name:?}: use letters, digits, `_`, `.` and `-`, starting with a letter or digit (at most 64)"),
+            ));
+        }
+    }
+    if spec.image.is_empty() {
+        return Err(ApiError::invalid("image", "an image is required"));
+    }
+    for (i, e) in spec.env.iter().enumerate() {
+        if !e.contains('=') || e.starts_with('=') {
+            return Err(ApiError::invalid(
+                format!("env[{i}]"),
+                format!("{e:?}: expected K=V"),
+            ));
+        }
+    }
+    for (i, v) in spec.volumes.iter().enumerate() {
+        parse_volume(v, &format!("volumes[{i}]"))?;
+    }
+    if let Some(w) = &spec.workdir {
+        if !w.starts_with('/') {
+            return Err(ApiError::invalid(
+                "workdir",
+                format!("{w:?} must be absolute"),
+            ));
+        }
+    }
+    if let Some(u) = &spec.user {
+        parse_user(u)?;
+    }
+    if let Some(m) = spec.memory_bytes {
+        if m < 4 << 20 {
+            return Err(ApiError::invalid("memory_bytes", "the minimum is 4 MiB"));
+        }
+    }
+    if let Some(c) = spec.cpus {
+        if !(c > 0.0 && c <= 1024.0) {
+            return Err(ApiError::invalid(
+                "cpus",
+                format!("{c} is not in (0, 1024]"),
+            ));
+        }
+    }
+    if let Some(p) = spec.pids_limit {
+        if p == 0 || p < -1 {
+            return Err(ApiError::invalid(
+                "pids_limit",
+                "must be positive (or -1 for no limit)",
+            ));
+        }
+    }
+    for (i, c) in spec.cap_add.iter().enumerate() {
+        parse_cap(c, &format!("cap_add[{i}]"))?;
+    }
+    for (i, c) in spec.cap_drop.iter().enumerate() {
+        if !c.eq_ignore_ascii_case("all") {
+            parse_cap(c, &format!("cap_drop[{i}]"))?;
+        }
+    }
+    if let Some(r) = &spec.restart {
+        if Restart::parse(r).is_none() {
+            return Err(ApiError::invalid(
+                "restart",
+                format!("{r:?}: use no, always or on-failure[:N]"),
+            ));
+        }
+        if spec.auto_remove && r != "no" {
+            return Err(ApiError::invalid(
+                "restart",
+                "--rm and a restart policy exclude each other",
+            ));
+        }
+    }
+    match spec.network.as_deref() {
+        None | Some("none") | Some("host") => {}
+        Some(n) => {
+            return Err(ApiError::NotImplemented(format!(
+                "network {n:?} (containers get a private loopback-only network, `none`, or `host` until the net engine lands)"
+            )))
+        }
+    }
+    if !spec.publish.is_empty() {
+        return Err(ApiError::NotImplemented(
+            "publishing ports (-p) before the net engine lands".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn oci_err(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal("building config.json", e)
+}
+
+/// The OCI runtime spec for a validated request; `default_cmd` is the image's command.
+pub fn to_oci(spec: &ContainerSpec, id: &str, default_cmd: &[String]) -> ApiResult<Spec> {
+    let mut oci = Spec::default();
+    oci.set_hostname(Some(id[..12].to_string()));
+    if let Some(root) = oci.root_mut() {
+        root.set_path("rootfs".into());
+        root.set_readonly(Some(spec.read_only));
+    }
+    let process = oci
+        .process_mut()
+        .as_mut()
+        .ok_or_else(|| oci_err("no process"))?;
+    let args = if spec.command.is_empty() {
+        default_cmd.to_vec()
+    } else {
+        spec.command.clone()
+    };
+    process.set_args(Some(args));
+    let mut env =
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+    env.push(format!("HOSTNAME={}", &id[..12]));
+    env.extend(spec.env.iter().cloned());
+    process.set_env(Some(env));
+    process.set_cwd(spec.workdir.clone().unwrap_or_else(|| "/".into()).into());
+    if let Some(u) = &spec.user {
+        let (uid, gid) = parse_user(u)?;
+        process.user_mut().set_uid(uid);
+        process.user_mut().set_gid(gid);
+    }
+    if let Some(caps) = process.capabilities().clone() {
+        let mut set: HashSet<Capability> = caps.bounding().clone().unwrap_or_default();
+        if spec.cap_drop.iter().any(|c| c.eq_ignore_ascii_case("all")) {
+            set.clear();
+        }
+        for (i, c) in spec.cap_drop.iter().enumerate() {
+            if !c.eq_ignore_ascii_case("all") {
+                set.remove(&parse_cap(c, &format!("cap_drop[{i}]"))?);
+            }
+        }
+        for (i, c) in spec.cap_add.iter().enumerate() {
+            set.insert(parse_cap(c, &format!("cap_add[{i}]"))?);
+        }
+        let mut caps = caps;
+        caps.set_bounding(Some(set.clone()));
+        caps.set_effective(Some(set.clone()));
+        caps.set_permitted(Some(set));
+        process.set_capabilities(Some(caps));
+    }
+
+    let mut mounts = oci.mounts().clone().unwrap_or_default();
+    for (i, v) in spec.volumes.iter().enumerate() {
+        let v = parse_volume(v, &format!("volumes[{i}]"))?;
+        let mut opts = vec!["rbind".to_string()];
+        opts.push(if v.read_only { "ro" } else { "rw" }.into());
+        mounts.push(
+            MountBuilder::default()
+                .destination(v.target)
+                .typ("bind")
+                .source(v.source)
+                .options(opts)
+                .build()
+                .map_err(oci_err)?,
+        );
+    }
+    oci.set_mounts(Some(mounts));
+
+    let linux = oci
+        .linux_mut()
+        .as_mut()
+        .ok_or_else(|| oci_err("no linux section"))?;
+    linux.set_cgroups_path(Some(format!("/corral/{id}").into()));
+    if spec.network.as_deref() == Some("host") {
+        if let Some(ns) = linux.namespaces_mut() {
+            ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
+        }
+    }
+    let mut res = LinuxResourcesBuilder::default();
+    if let Some(m) = spec.memory_bytes {
+        res = res.memory(
+            LinuxMemoryBuilder::default()
+                .limit(m as i64)
+                .build()
+                .map_err(oci_err)?,
+        );
+    }
+    if let Some(c) = spec.cpus {
+        let period = 100_000u64;
+        res = res.cpu(
+            LinuxCpuBuilder::default()
+                .period(period)
+                .quota((c * period as f64) as i64)
+                .build()
+                .map_err(oci_err)?,
+        );
+    }
+    if let Some(p) = spec.pids_limit {
+        res = res.pids(
+            LinuxPidsBuilder::default()
+                .limit(p)
+                .build()
+                .map_err(oci_err)?,
+        );
+    }
+    linux.set_resources(Some(res.build().map_err(oci_err)?));
+    Ok(oci)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> ContainerSpec {
+        ContainerSpec {
+            image: "busybox".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut s = base();
+        s.volumes = vec!["/tmp:/data".into(), "relative:/x".into()];
+        let e = validate(&s).unwrap_err();
+        assert!(
+            matches!(&e, ApiError::Invalid { field, .. } if field == "volumes[1]"),
+            "{e}"
+        );
+        let mut s = base();
+        s.env = vec!["NOEQUALS".into()];
+        assert!(
+            matches!(validate(&s).unwrap_err(), ApiError::Invalid { field, .. } if field == "env[0]")
+        );
+        let mut s = base();
+        s.cap_add = vec!["NOT_A_CAP".into()];
+        assert!(
+            matches!(validate(&s).unwrap_err(), ApiError::Invalid { field, .. } if field == "cap_add[0]")
+        );
+        let mut s = base();
+        s.restart = Some("sometimes".into());
+        assert!(
+            matches!(validate(&s).unwrap_err(), ApiError::Invalid { field, .. } if field == "restart")
+        );
+        validate(&base()).unwrap();
+    }
+
+    #[test]
+    fn restart_policy() {
+        assert_eq!(
+            Restart::parse("on-failure:3"),
+            Some(Restart::OnFailure(Some(3)))
+        );
+        assert!(Restart::OnFailure(Some(3)).should_restart(1, 2));
+        assert!(!Restart::OnFailure(Some(3)).should_restart(1, 3));
+        assert!(!Restart::OnFailure(None).should_restart(0, 0));
+        assert!(Restart::Always.should_restart(0, 100));
+        assert!(!Restart::No.should_restart(1, 0));
+    }
+
+    #[test]
+    fn config_carries_limits_caps_and_mounts() {
+        let mut s = base();
+        s.command = vec!["echo".into(), "hi".into()];
+        s.memory_bytes = Some(64 << 20);
+        s.pids_limit = Some(10);
+        s.cap_drop = vec!["chown".into()];
+        s.volumes = vec!["/tmp:/data:ro".into()];
+        s.network = Some("host".into());
+        let id = crate::ids::new_id();
+        let oci = to_oci(&s, &id, &["sh".into()]).unwrap();
+        let json = serde_json::to_value(&oci).unwrap();
+        assert_eq!(json["process"]["args"], serde_json::json!(["echo", "hi"]));
+        assert_eq!(json["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        assert_eq!(json["linux"]["resources"]["pids"]["limit"], 10);
+        assert_eq!(json["linux"]["cgroupsPath"], format!("/corral/{id}"));
+        let bounding = json["process"]["capabilities"]["bounding"].to_string();
+        assert!(!bounding.contains("CAP_CHOWN"), "{bounding}");
+        assert!(json["mounts"].to_string().contains("\"/data\""));
+        assert!(!json["linux"]["namespaces"].to_string().contains("network"));
+    }
+}

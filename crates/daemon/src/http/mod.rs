@@ -1,0 +1,94 @@
+//! The REST server: routes under `/v1`, the bearer-token check for TCP clients, `/metrics`
+//! and the OpenAPI document generated from the handlers.
+
+mod containers;
+pub mod openapi;
+mod system;
+mod vms;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON body whose rejection is a JSON error with the offending field.
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// Shared state in handlers.
+pub type S = State<Arc<AppState>>;
+
+/// Every route.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/openapi.json", get(system::openapi))
+        .route("/v1/info", get(system::info))
+        .route("/v1/events", get(system::events))
+        .route("/v1/instances", get(system::instances))
+        .route("/v1/inventory", get(system::inventory))
+        .route("/metrics", get(system::metrics))
+        .route(
+            "/v1/containers",
+            get(containers::list).post(containers::create),
+        )
+        .route(
+            "/v1/containers/{id}",
+            get(containers::inspect).delete(containers::remove),
+        )
+        .route("/v1/containers/{id}/start", post(containers::start))
+        .route("/v1/containers/{id}/stop", post(containers::stop))
+        .route("/v1/containers/{id}/kill", post(containers::kill))
+        .route("/v1/containers/{id}/wait", post(containers::wait))
+        .route("/v1/containers/{id}/exec", post(containers::exec))
+        .route("/v1/containers/{id}/logs", get(containers::logs))
+        .route("/v1/containers/{id}/top", get(containers::top))
+        .route("/v1/containers/{id}/stats", get(containers::stats))
+        .route("/v1/vms", get(vms::list).post(vms::create))
+        .route(
+            "/v1/vms/{name}",
+            get(vms::inspect).delete(vms::remove).patch(vms::edit),
+        )
+        .route("/v1/vms/{name}/start", post(vms::start))
+        .route("/v1/vms/{name}/shutdown", post(vms::shutdown))
+        .route("/v1/vms/{name}/off", post(vms::off))
+        .route("/v1/vms/{name}/pause", post(vms::pause))
+        .route("/v1/vms/{name}/resume", post(vms::resume))
+        .fallback(|| async { ApiError::NotFound("no such API path (see /v1/openapi.json)".into()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count))
+        .with_state(state)
+}
+
+async fn count(State(state): S, req: Request, next: Next) -> Response {
+    state.http_requests.fetch_add(1, Ordering::Relaxed);
+    next.run(req).await
+}
+
+/// For TCP: refuse requests without the right bearer token.
+pub async fn require_token(
+    State(state): S,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let presented = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(presented.as_bytes(), state.token.as_bytes()) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(next.run(req).await)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,448 @@
+//! The VM manager: definitions in `vms/NAME/vm.toml`, one `corral vmm` process per running VM
+//! with a control socket (the vmm's protocol v1: pause, resume, stop, metrics).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_api::{VmEdit, VmSpec};
+use corral_store::{InstanceRecord, Kind, Op, State};
+use corral_vmm::config::{DiskConfig, NetConfig, SerialConfig};
+use corral_vmm::VmConfig;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::{crash, proc};
+
+/// Preset sizes (vCPUs, MiB) of the instance types.
+pub fn instance_type(name: &str) -> Option<(u8, u64)> {
+    match name {
+        "standard" => Some((1, 512)),
+        "high-mem" => Some((1, 2048)),
+        "high-cpu" => Some((2, 256)),
+        _ => None,
+    }
+}
+
+fn validate(spec: &mut VmSpec) -> ApiResult<()> {
+    if !crate::ids::valid_name(&spec.name) {
+        return Err(ApiError::invalid(
+            "name",
+            format!("{:?} is not a valid VM name", spec.name),
+        ));
+    }
+    let ty = spec
+        .instance_type
+        .clone()
+        .unwrap_or_else(|| "standard".into());
+    let (cpus, mem) = instance_type(&ty).ok_or_else(|| {
+        ApiError::invalid(
+            "instance_type",
+            format!("{ty:?}: use standard, high-mem or high-cpu"),
+        )
+    })?;
+    spec.instance_type = Some(ty);
+    spec.cpus = Some(spec.cpus.unwrap_or(cpus));
+    spec.memory_mib = Some(spec.memory_mib.unwrap_or(mem));
+    if spec.cpus == Some(0) {
+        return Err(ApiError::invalid("cpus", "at least one vCPU"));
+    }
+    if spec.memory_mib.unwrap_or(0) < 16 {
+        return Err(ApiError::invalid("memory_mib", "at least 16 MiB"));
+    }
+    let kernel = spec
+        .kernel
+        .clone()
+        .ok_or_else(|| ApiError::invalid("kernel", "a guest kernel is required (--kernel)"))?;
+    if !Path::new(&kernel).is_file() {
+        return Err(ApiError::invalid(
+            "kernel",
+            format!("{kernel} does not exist"),
+        ));
+    }
+    if let Some(i) = &spec.initrd {
+        if !Path::new(i).is_file() {
+            return Err(ApiError::invalid("initrd", format!("{i} does not exist")));
+        }
+    }
+    for (i, d) in spec.disks.iter().enumerate() {
+        let path = d.strip_suffix(",ro").unwrap_or(d);
+        if !Path::new(path).is_file() {
+            return Err(ApiError::invalid(
+                format!("disks[{i}]"),
+                format!("{path} does not exist"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The vmm's configuration for a definition: serial output to `logs/serial.log` in `dir`.
+pub fn to_config(spec: &VmSpec, dir: &Path) -> ApiResult<VmConfig> {
+    let kernel = spec
+        .kernel
+        .clone()
+        .ok_or_else(|| ApiError::invalid("kernel", "a guest kernel is required"))?;
+    let mut cfg = VmConfig::new(kernel.into());
+    cfg.cpus = spec.cpus.unwrap_or(1);
+    cfg.memory = format!("{}M", spec.memory_mib.unwrap_or(512));
+    cfg.initrd = spec.initrd.clone().map(Into::into);
+    cfg.cmdline = spec.cmdline.clone();
+    cfg.serial = SerialConfig::File(dir.join("logs/serial.log"));
+    for (i, d) in spec.disks.iter().enumerate() {
+        cfg.disks.push(
+            DiskConfig::parse_flag(d)
+                .map_err(|e| ApiError::invalid(format!("disks[{i}]"), e.to_string()))?,
+        );
+    }
+    cfg.net = match spec.net.as_deref() {
+        None | Some("none") => None,
+        Some(n) => match n.strip_prefix("tap=") {
+            Some(tap) if !tap.is_empty() => Some(NetConfig {
+                tap: tap.into(),
+                mac: None,
+            }),
+            _ => {
+                return Err(ApiError::invalid(
+                    "net",
+                    format!("{n:?}: use none or tap=NAME (networks come with the net engine)"),
+                ))
+            }
+        },
+    };
+    cfg.validate()
+        .map_err(|e| ApiError::invalid("config", e.to_string()))?;
+    Ok(cfg)
+}
+
+/// The vm.toml text of a definition.
+pub fn to_toml(spec: &VmSpec, dir: &Path) -> ApiResult<String> {
+    let cfg = to_config(spec, dir)?;
+    let body = toml::to_string(&cfg).map_err(|e| ApiError::internal("writing vm.toml", e))?;
+    Ok(format!(
+        "# corral VM {:?} ({} instance); changes apply at the next start\n{body}",
+        spec.name,
+        spec.instance_type.as_deref().unwrap_or("standard")
+    ))
+}
+
+/// Define a VM.
+pub async fn create(state: &Arc<AppState>, mut spec: VmSpec) -> ApiResult<InstanceRecord> {
+    validate(&mut spec)?;
+    let id = crate::ids::new_id();
+    let _guard = state.locks.lock(&id).await;
+    let mut rec = InstanceRecord {
+        id: id.clone(),
+        kind: Kind::Vm,
+        name: spec.name.clone(),
+        state: State::Creating,
+        spec: serde_json::to_value(&spec).expect("spec"),
+        created_at: corral_store::now_ms(),
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        supervisor_pid: None,
+        supervisor_start: None,
+        reason: None,
+        restart_count: 0,
+    };
+    let dir = state.config.vm_dir(&spec.name);
+    let text = to_toml(&spec, &dir)?;
+    let journal = state.store().insert_instance(&rec, Op::Create, "begin")?;
+    let written = std::fs::create_dir_all(dir.join("logs"))
+        .and_then(|_| crate::shim::write_atomic(&dir.join("vm.toml"), text.as_bytes()));
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&dir);
+        state.store().delete_instance(&id)?;
+        return Err(ApiError::internal(format!("writing {}", dir.display()), e));
+    }
+    crash::point("vmcreate:after-files");
+    state.transition(&mut rec, State::Created, "create")?;
+    state.store().journal_commit(journal)?;
+    Ok(rec)
+}
+
+/// Change a stopped or running VM's definition (applies at the next start).
+pub async fn edit(state: &Arc<AppState>, key: &str, edit: VmEdit) -> ApiResult<InstanceRecord> {
+    let rec = state.find(Kind::Vm, key)?;
+    let _guard = state.locks.lock(&rec.id).await;
+    let mut rec = state.store().get_instance(&rec.id)?;
+    let mut spec: VmSpec = serde_json::from_value(rec.spec.clone()).unwrap_or_default();
+    if let Some(c) = edit.cpus {
+        spec.cpus = Some(c);
+    }
+    if let Some(m) = edit.memory_mib {
+        spec.memory_mib = Some(m);
+    }
+    if let Some(c) = edit.cmdline {
+        spec.cmdline = Some(c);
+    }
+    validate(&mut spec)?;
+    let dir = state.config.vm_dir(&rec.name);
+    crate::shim::write_atomic(&dir.join("vm.toml"), to_toml(&spec, &dir)?.as_bytes())
+        .map_err(|e| ApiError::internal("writing vm.toml", e))?;
+    rec.spec = serde_json::to_value(&spec).expect("spec");
+    state.store().update_instance(&rec)?;
+    state.events.emit(&rec, "edit");
+    Ok(rec)
+}
+
+/// Start a VM under its own `corral vmm` process.
+pub async fn start(state: &Arc<AppState>, key: &str) -> ApiResult<InstanceRecord> {
+    let rec = state.find(Kind::Vm, key)?;
+    let _guard = state.locks.lock(&rec.id).await;
+    let mut rec = state.store().get_instance(&rec.id)?;
+    if rec.state.has_supervisor() {
+        return Ok(rec);
+    }
+    let journal = state.store().journal_begin(&rec.id, Op::Start, "begin")?;
+    let dir = state.config.vm_dir(&rec.name);
+    let sock = state.config.vm_socket(&rec.name);
+    let _ = std::fs::create_dir_all(sock.parent().expect("run/vms"));
+    let _ = std::fs::remove_file(&sock);
+    let log = std::fs::File::create(dir.join("logs/vmm.log"))
+        .map_err(|e| ApiError::internal("creating vmm.log", e))?;
+    let mut cmd = tokio::process::Command::new(&state.config.corral_exe);
+    cmd.arg("vmm")
+        .arg("--config")
+        .arg(dir.join("vm.toml"))
+        .arg("--control-socket")
+        .arg(&sock)
+        .stdin(std::process::Stdio::null())
+        .stdout(
+            log.try_clone()
+                .map_err(|e| ApiError::internal("vmm.log", e))?,
+        )
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the VMM from the daemon's session.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| ApiError::internal("starting corral vmm", e))?;
+    let pid = child.id().unwrap_or(0) as i32;
+    // Ready when the control socket accepts, or failed when the process ends first.
+    let ready = tokio::select! {
+        _ = proc::wait_exit(pid) => false,
+        _ = wait_socket(&sock) => true,
+    };
+    drop(child);
+    if !ready {
+        state.store().journal_commit(journal)?;
+        let log = std::fs::read_to_string(dir.join("logs/vmm.log")).unwrap_or_default();
+        return Err(ApiError::Internal(format!(
+            "the VM monitor exited before its control socket was ready: {}",
+            log.trim()
+        )));
+    }
+    rec.supervisor_pid = Some(pid);
+    rec.supervisor_start = proc::start_time(pid);
+    rec.started_at = Some(corral_store::now_ms());
+    rec.exit_code = None;
+    rec.reason = None;
+    state.transition(&mut rec, State::Running, "start")?;
+    watch(state.clone(), rec.id.clone(), pid);
+    state.store().journal_commit(journal)?;
+    Ok(rec)
+}
+
+async fn wait_socket(path: &Path) {
+    // The VMM creates its socket once ready; a connect succeeds from then on.
+    loop {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Watch a VMM process and record its end.
+pub fn watch(state: Arc<AppState>, id: String, pid: i32) {
+    tokio::spawn(async move {
+        proc::wait_exit(pid).await;
+        let Ok(mut rec) = state.store().get_instance(&id) else {
+            return;
+        };
+        if !rec.state.has_supervisor() {
+            return;
+        }
+        rec.supervisor_pid = None;
+        rec.supervisor_start = None;
+        rec.finished_at = Some(corral_store::now_ms());
+        let _ = state.transition(&mut rec, State::Exited, "die");
+        state.exit_channel(&id).send_replace(Some(0));
+    });
+}
+
+/// Send one request to a running VM's monitor (control protocol v1: one JSON line each way,
+/// `{"version":1,"op":OP}` → `{"version":1,"ok":bool,"result"|"error"}`); its result.
+pub async fn control(state: &AppState, name: &str, op: &str) -> ApiResult<serde_json::Value> {
+    let sock = state.config.vm_socket(name);
+    let stream = tokio::net::UnixStream::connect(&sock).await.map_err(|e| {
+        ApiError::Conflict(format!("VM {name}: control socket {}: {e}", sock.display()))
+    })?;
+    let (r, mut w) = stream.into_split();
+    let req = serde_json::json!({ "version": 1, "op": op }).to_string() + "\n";
+    w.write_all(req.as_bytes())
+        .await
+        .map_err(|e| ApiError::internal("control socket", e))?;
+    let mut line = String::new();
+    let mut r = BufReader::new(r);
+    tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut line))
+        .await
+        .map_err(|_| ApiError::Internal(format!("VM {name}: no answer to {op}")))?
+        .map_err(|e| ApiError::internal("control socket", e))?;
+    let v: serde_json::Value = serde_json::from_str(line.trim())
+        .map_err(|e| ApiError::internal(format!("VM {name}: bad answer {line:?}"), e))?;
+    if v.get("ok").and_then(|o| o.as_bool()) != Some(true) {
+        let err = v.get("error").and_then(|e| e.as_str()).unwrap_or("refused");
+        return Err(ApiError::Conflict(format!("VM {name}: {op}: {err}")));
+    }
+    Ok(v.get("result").cloned().unwrap_or(serde_json::Value::Null))
+}
+
+/// Pause or resume.
+pub async fn pause(state: &Arc<AppState>, key: &str, pause: bool) -> ApiResult<InstanceRecord> {
+    let rec = state.find(Kind::Vm, key)?;
+    let _guard = state.locks.lock(&rec.id).await;
+    let mut rec = state.store().get_instance(&rec.id)?;
+    let (from, to, cmd) = if pause {
+        (State::Running, State::Paused, "pause")
+    } else {
+        (State::Paused, State::Running, "resume")
+    };
+    if rec.state != from {
+        return Err(ApiError::Conflict(format!(
+            "VM {} is {}, not {from}",
+            rec.name, rec.state
+        )));
+    }
+    control(state, &rec.name, cmd).await?;
+    state.transition(&mut rec, to, cmd)?;
+    Ok(rec)
+}
+
+/// Stop a VM: `graceful` asks the guest (then turns it off after `timeout`), else turns it off.
+pub async fn stop(
+    state: &Arc<AppState>,
+    key: &str,
+    graceful: bool,
+    timeout: Duration,
+) -> ApiResult<InstanceRecord> {
+    let rec = state.find(Kind::Vm, key)?;
+    let _guard = state.locks.lock(&rec.id).await;
+    let mut rec = state.store().get_instance(&rec.id)?;
+    if !rec.state.has_supervisor() {
+        return Ok(rec);
+    }
+    let journal = state.store().journal_begin(&rec.id, Op::Stop, "begin")?;
+    let pid = rec.supervisor_pid.unwrap_or(0);
+    state.transition(&mut rec, State::Stopping, "stop")?;
+    let mut rx = state.exit_channel(&rec.id).subscribe();
+    // The monitor has no guest-cooperative power-off yet: `shutdown` falls back to `stop`,
+    // which ends the VM process cleanly, before the SIGKILL of last resort.
+    let mut asked = graceful && control(state, &rec.name, "shutdown").await.is_ok();
+    if !asked {
+        asked = control(state, &rec.name, "stop").await.is_ok();
+    }
+    let exited = asked
+        && tokio::time::timeout(timeout, rx.wait_for(|v| v.is_some()))
+            .await
+            .is_ok();
+    if !exited && pid > 0 && proc::alive(pid, rec.supervisor_start) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|v| v.is_some())).await;
+    }
+    state.store().journal_commit(journal)?;
+    Ok(state.store().get_instance(&rec.id)?)
+}
+
+/// Remove a stopped VM (or a running one with `force`) and its folder.
+pub async fn remove(state: &Arc<AppState>, key: &str, force: bool) -> ApiResult<()> {
+    let rec = state.find(Kind::Vm, key)?;
+    if rec.state.has_supervisor() {
+        if !force {
+            return Err(ApiError::Conflict(format!(
+                "VM {} is {}: turn it off first or use `vm rm -f`",
+                rec.name, rec.state
+            )));
+        }
+        stop(state, &rec.id, false, Duration::from_secs(5)).await?;
+    }
+    let _guard = state.locks.lock(&rec.id).await;
+    let mut rec = state.store().get_instance(&rec.id)?;
+    state.store().journal_begin(&rec.id, Op::Remove, "begin")?;
+    state.transition(&mut rec, State::Removing, "remove")?;
+    teardown(state, &rec);
+    state.store().delete_instance(&rec.id)?;
+    state.events.emit(&rec, "destroy");
+    state.locks.forget(&rec.id);
+    Ok(())
+}
+
+/// Remove a VM's folder and socket.
+pub fn teardown(state: &AppState, rec: &InstanceRecord) {
+    let _ = std::fs::remove_file(state.config.vm_socket(&rec.name));
+    let _ = std::fs::remove_dir_all(state.config.vm_dir(&rec.name));
+}
+
+/// After a daemon restart: watch a live VMM again, or record that it ended.
+pub fn reattach(state: &Arc<AppState>, rec: &mut InstanceRecord) {
+    match rec.supervisor_pid {
+        Some(pid) if proc::alive(pid, rec.supervisor_start) => {
+            watch(state.clone(), rec.id.clone(), pid);
+        }
+        _ => {
+            if rec.state.has_supervisor() {
+                rec.reason = Some("its VM monitor ended while the daemon was away".into());
+                rec.supervisor_pid = None;
+                rec.finished_at = Some(corral_store::now_ms());
+                let _ = state.transition(rec, State::Exited, "die");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_toml_is_the_vmms_config_and_types_fill_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = VmSpec {
+            name: "vm1".into(),
+            kernel: Some("/bin/sh".into()),
+            instance_type: Some("high-mem".into()),
+            disks: vec!["/bin/sh,ro".into()],
+            net: Some("tap=tap0".into()),
+            ..Default::default()
+        };
+        validate(&mut spec).unwrap();
+        assert_eq!(spec.memory_mib, Some(2048));
+        let text = to_toml(&spec, dir.path()).unwrap();
+        let path = dir.path().join("vm.toml");
+        std::fs::write(&path, &text).unwrap();
+        let cfg = VmConfig::load(&path).unwrap();
+        assert_eq!(cfg.memory_bytes().unwrap(), 2048 << 20);
+        assert!(cfg.disks[0].read_only);
+        assert_eq!(cfg.net.unwrap().tap, "tap0");
+        spec.instance_type = Some("huge".into());
+        assert!(
+            matches!(validate(&mut spec), Err(ApiError::Invalid { field, .. }) if field == "instance_type")
+        );
+        spec.instance_type = None;
+        spec.net = Some("bridge0".into());
+        assert!(
+            matches!(to_toml(&spec, dir.path()), Err(ApiError::Invalid { field, .. }) if field == "net")
+        );
+    }
+}
