@@ -285,6 +285,7 @@ impl Container {
                     fifo: fifo.as_ref().map(|f| f.as_raw_fd()),
                     no_pivot: opts.no_pivot,
                     cgroup: &record,
+                    join_cgroup: cg_dir.is_none(),
                     userns,
                     cgroupns,
                     runtime_hooks: !runtime_hooks.is_empty(),
@@ -297,9 +298,6 @@ impl Container {
         drop(child_ch);
         drop(console);
         undo.child = Some(pid);
-        if cg_dir.is_none() {
-            cg.add_pid(pid)?;
-        }
         if userns {
             write_map(
                 pid,

@@ -108,15 +108,18 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Spawned, ContainerError
     let (pid, pidfd) = match forked {
         Forked::Child => {
             drop(parent_ch);
-            let r = child(
-                &child_ch,
-                &proc_,
-                joins,
-                userns,
-                console.as_ref().map(|c| c.as_raw_fd()),
-                seccomp.as_ref(),
-                opts.preserve_fds,
-            );
+            let r = match cg_dir.is_none().then(|| cg.join_self()) {
+                Some(Err(e)) => crate::init::InitError::Other(e.to_string()),
+                _ => child(
+                    &child_ch,
+                    &proc_,
+                    joins,
+                    userns,
+                    console.as_ref().map(|c| c.as_raw_fd()),
+                    seccomp.as_ref(),
+                    opts.preserve_fds,
+                ),
+            };
             let _ = child_ch.send(sync::ERROR, r.to_string().as_bytes());
             spawn::exit_now(1)
         }
@@ -132,9 +135,6 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Spawned, ContainerError
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         e
     };
-    if cg_dir.is_none() {
-        cg.add_pid(pid).map_err(|e| fail(e.into()))?;
-    }
     parent_ch
         .send(sync::GO, b"")
         .map_err(|e| fail(step(id, "signal exec process", e)))?;

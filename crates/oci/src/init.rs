@@ -59,6 +59,8 @@ pub struct InitArgs<'a> {
     pub no_pivot: bool,
     /// The container's cgroups.
     pub cgroup: &'a CgroupRecord,
+    /// Whether the init moves itself into them (when clone3 did not start it there).
+    pub join_cgroup: bool,
     /// Whether the runtime made a new user namespace.
     pub userns: bool,
     /// Whether a cgroup namespace is wanted (unshared after joining the cgroup).
@@ -105,6 +107,11 @@ fn setup(a: &InitArgs) -> Result<Never, InitError> {
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     wait_go(a.channel)?;
+    if a.join_cgroup {
+        crate::cgroups::from_record(a.cgroup)
+            .join_self()
+            .map_err(|e| InitError::Other(e.to_string()))?;
+    }
 
     // Namespaces given by path (pid was joined by the runtime before the clone).
     let namespaces = linux.namespaces().clone().unwrap_or_default();

@@ -65,6 +65,10 @@ pub trait CgroupManager {
     fn create(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError>;
     /// Move process `pid` in.
     fn add_pid(&self, pid: i32) -> Result<(), CgroupError>;
+    /// Move the calling thread in (the single-threaded init or exec child). On v1 this writes
+    /// `0` to `tasks`, which, unlike writing a pid to `cgroup.procs`, does not wait for an RCU
+    /// grace period (tens of ms per hierarchy on a busy host).
+    fn join_self(&self) -> Result<(), CgroupError>;
     /// Freeze (`true`) or thaw.
     fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError>;
     /// Whether the container is frozen.

@@ -280,6 +280,13 @@ impl CgroupManager for V1Manager {
         Ok(())
     }
 
+    fn join_self(&self) -> Result<(), CgroupError> {
+        for (_, dir) in &self.dirs {
+            write_file(dir, "tasks", "0")?;
+        }
+        Ok(())
+    }
+
     fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
         let dir = self.dir("freezer").ok_or(CgroupError::Unsupported {
             field: "freezer",

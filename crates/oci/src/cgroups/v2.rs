@@ -166,6 +166,10 @@ impl CgroupManager for V2Manager {
         write_file(&self.dir, "cgroup.procs", &pid.to_string())
     }
 
+    fn join_self(&self) -> Result<(), CgroupError> {
+        write_file(&self.dir, "cgroup.procs", "0")
+    }
+
     fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
         write_file(&self.dir, "cgroup.freeze", if frozen { "1" } else { "0" })?;
         let want = if frozen { "frozen 1" } else { "frozen 0" };
