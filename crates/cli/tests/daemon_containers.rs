@@ -3,19 +3,18 @@
 //! stop and rm, restarted, and checked for consistency and leaks (processes, mounts, cgroups,
 //! files). Every test needs root (mounts, namespaces, cgroups): names start with `host_`.
 //!
-//! The runtime is `CORRAL_TEST_OCI_RUNTIME` if set, else Debian's runc.
+//! The runtime is corral's own (`corral oci`, the daemon's default), or the binary named by
+//! `CORRAL_TEST_OCI_RUNTIME` (e.g. /usr/sbin/runc, to check the tests themselves).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const RUNC: &str = "/usr/sbin/runc";
 
 fn skip() -> bool {
     std::env::var("CORRAL_SKIP_HOST_TESTS").as_deref() == Ok("1")
 }
 
-fn runtime() -> String {
-    std::env::var("CORRAL_TEST_OCI_RUNTIME").unwrap_or_else(|_| RUNC.into())
+fn runtime() -> Option<String> {
+    std::env::var("CORRAL_TEST_OCI_RUNTIME").ok()
 }
 
 fn require_host() {
@@ -24,11 +23,9 @@ fn require_host() {
         0,
         "host_ tests need root (set CORRAL_SKIP_HOST_TESTS=1 to skip)"
     );
-    assert!(
-        Path::new(&runtime()).exists(),
-        "OCI runtime {} is missing (apt-get install runc)",
-        runtime()
-    );
+    if let Some(rt) = runtime() {
+        assert!(Path::new(&rt).exists(), "OCI runtime {rt} is missing");
+    }
     assert!(
         Path::new("/bin/busybox").exists(),
         "/bin/busybox is missing (apt-get install busybox-static)"
@@ -60,8 +57,11 @@ impl World {
         c.args(args)
             .env("CORRAL_ROOT", &self.root)
             .env("CORRAL_RUN", &self.run)
-            .env("CORRAL_OCI_RUNTIME", runtime())
+            .env_remove("CORRAL_OCI_RUNTIME")
             .env_remove("CORRAL_CRASH_AT");
+        if let Some(rt) = runtime() {
+            c.env("CORRAL_OCI_RUNTIME", rt);
+        }
         c
     }
 
