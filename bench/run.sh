@@ -40,16 +40,17 @@ time_one() { local t0 t1; t0=$(now_ns); "$@" >/dev/null; t1=$(now_ns); echo $(( 
 
 # Warm up both (daemon start, image extraction, caches); not measured.
 "$CORRAL" run --rm busybox true
-"${PODMAN[@]}" run --rm --network none localhost/busybox true
+"${PODMAN[@]}" run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 localhost/busybox true
 
 : >"$WORK/corral.us"; : >"$WORK/podman.us"
 for _ in $(seq "$RUNS"); do
   time_one "$CORRAL" run --rm busybox true >>"$WORK/corral.us"
-  time_one "${PODMAN[@]}" run --rm --network none localhost/busybox true >>"$WORK/podman.us"
+  time_one "${PODMAN[@]}" run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 localhost/busybox true >>"$WORK/podman.us"
 done
 
-median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+median() { grep -E "^[0-9]+$" "$1" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 C=$(median "$WORK/corral.us"); P=$(median "$WORK/podman.us")
+echo "podman samples: $(wc -l <"$WORK/podman.us"), corral samples: $(wc -l <"$WORK/corral.us")" >&2
 RT=${CORRAL_OCI_RUNTIME:-"corral oci (this build)"}
 echo "runs: $RUNS each, alternating; corral's OCI runtime: $RT"
 printf 'corral run --rm busybox true   median %8.1f ms\n' "$(echo "$C/1000" | bc -l)"
