@@ -13,7 +13,7 @@ PACKAGES=(
   # the tiny test guests (crates/vmm/guests, assembled by its build.rs)
   binutils
   # peers the tests and benchmarks compare against
-  runc containerd qemu-system-x86 haproxy wrk nginx hyperfine docker-registry podman
+  runc containerd qemu-system-x86 haproxy wrk nginx hyperfine docker-registry podman buildah skopeo
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::exit::pending_verb;
+mod build;
+mod local;
+mod remote;
+mod runc;
 
 /// Image verbs.
 #[derive(Debug, Subcommand)]
@@ -101,8 +104,11 @@ pub struct PushArgs {
 /// `corral image import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// A root filesystem tarball (plain, gzip or zstd).
+    /// A root filesystem tarball (plain, gzip or zstd); `-` reads stdin.
     pub rootfs: PathBuf,
+    /// Default command of the image (default /bin/sh), e.g. --cmd /bin/sh --cmd -c --cmd 'x'.
+    #[arg(long = "cmd", value_name = "ARG")]
+    pub cmd: Vec<String>,
     /// NAME[:TAG] for the new image.
     pub name: String,
 }
@@ -110,7 +116,7 @@ pub struct ImportArgs {
 /// `corral image load`.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// The archive to read.
+    /// The archive to read (plain, gzip or zstd); `-` reads stdin.
     #[arg(short, long, value_name = "FILE")]
     pub input: PathBuf,
 }
@@ -173,7 +179,11 @@ pub struct ImageRmArgs {
 
 /// `corral image prune`.
 #[derive(Debug, Args)]
-pub struct PruneArgs {}
+pub struct PruneArgs {
+    /// Also drop the build cache (its layers are otherwise kept).
+    #[arg(long)]
+    pub cache: bool,
+}
 
 /// `corral image login`.
 #[derive(Debug, Args)]
@@ -186,6 +196,9 @@ pub struct LoginArgs {
     /// Read the password from stdin.
     #[arg(long = "password-stdin")]
     pub password_stdin: bool,
+    /// Allow plain HTTP (for registries on localhost).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl ImageCommand {
@@ -209,18 +222,3 @@ impl ImageCommand {
         }
     }
 }
-
-pending_verb!(BuildArgs, "build");
-pending_verb!(ImageLsArgs, "image ls");
-pending_verb!(ImageRefArgs, "image inspect");
-pending_verb!(PullArgs, "image pull");
-pending_verb!(PushArgs, "image push");
-pending_verb!(ImportArgs, "image import");
-pending_verb!(LoadArgs, "image load");
-pending_verb!(SaveArgs, "image save");
-pending_verb!(ExportArgs, "image export");
-pending_verb!(ToDiskArgs, "image to-disk");
-pending_verb!(TagArgs, "image tag");
-pending_verb!(ImageRmArgs, "image rm");
-pending_verb!(PruneArgs, "image prune");
-pending_verb!(LoginArgs, "image login");
