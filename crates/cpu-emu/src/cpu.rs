@@ -1,0 +1,259 @@
+//! One software vCPU: its state, TLB and block cache, and the run loop that executes blocks,
+//! delivers interrupts and turns port I/O and MMIO into exits.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+
+use crate::decode::BlockCache;
+use crate::error::{EmuError, Exit, Report, Stop};
+use crate::mmu::Tlb;
+use crate::phys::{CodePages, PhysMemory};
+use crate::state::{flags, CpuState};
+
+/// A read exit waiting for (or holding) its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PendingRead {
+    /// Port input.
+    Io {
+        port: u16,
+        size: u8,
+        data: Option<u32>,
+    },
+    /// MMIO read.
+    Mmio {
+        gpa: u64,
+        size: u8,
+        data: Option<u64>,
+    },
+}
+
+/// Where external interrupts come from (the LAPIC, or a test).
+pub trait InterruptSource: Send {
+    /// The highest-priority deliverable vector, accepted (moved to in-service) by this call.
+    fn take_interrupt(&mut self) -> Option<u8>;
+    /// Whether an interrupt is pending (used to wake from HLT).
+    fn has_interrupt(&self) -> bool;
+}
+
+/// Identity and topology a vCPU reports through CPUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuIdentity {
+    /// This vCPU's index (its APIC ID).
+    pub index: u32,
+    /// Number of vCPUs in the VM.
+    pub count: u32,
+}
+
+/// A software x86-64 CPU.
+pub struct Cpu {
+    /// Architectural state.
+    pub state: CpuState,
+    pub(crate) mem: Arc<dyn PhysMemory>,
+    pub(crate) code: Arc<CodePages>,
+    pub(crate) tlb: Tlb,
+    pub(crate) blocks: BlockCache,
+    pub(crate) read_reply: Option<PendingRead>,
+    pub(crate) pending_exit: Option<Exit>,
+    pub(crate) next_rip: u64,
+    pub(crate) end_block: bool,
+    pub(crate) code_written: bool,
+    /// Interrupts are inhibited for one instruction (after STI, MOV SS).
+    pub(crate) int_shadow: bool,
+    pub(crate) identity: CpuIdentity,
+    pub(crate) irq: Option<Box<dyn InterruptSource>>,
+    pub(crate) clock: Instant,
+    kick: Arc<AtomicBool>,
+    /// Instructions retired since creation.
+    pub instret: u64,
+}
+
+impl std::fmt::Debug for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cpu")
+            .field("rip", &format_args!("{:#x}", self.state.rip))
+            .field("instret", &self.instret)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cpu {
+    /// A CPU over `mem`, sharing `code` (page write generations) with the VM's other vCPUs.
+    pub fn new(mem: Arc<dyn PhysMemory>, code: Arc<CodePages>, identity: CpuIdentity) -> Self {
+        Cpu {
+            state: CpuState::default(),
+            mem,
+            code,
+            tlb: Tlb::default(),
+            blocks: BlockCache::default(),
+            read_reply: None,
+            pending_exit: None,
+            next_rip: 0,
+            end_block: false,
+            code_written: false,
+            int_shadow: false,
+            identity,
+            irq: None,
+            clock: Instant::now(),
+            kick: Arc::new(AtomicBool::new(false)),
+            instret: 0,
+        }
+    }
+
+    /// Connects the source of external interrupts (the LAPIC).
+    pub fn set_interrupt_source(&mut self, src: Box<dyn InterruptSource>) {
+        self.irq = Some(src);
+    }
+
+    /// A flag another thread sets to make [`Cpu::run`] return [`Exit::Interrupted`] soon.
+    pub fn kicker(&self) -> Arc<AtomicBool> {
+        self.kick.clone()
+    }
+
+    /// Replaces the state (e.g. from the VMM's boot setup); flushes translations.
+    pub fn set_state(&mut self, state: CpuState) {
+        self.state = state;
+        self.flush_tlb();
+        self.blocks.clear();
+        self.read_reply = None;
+        self.pending_exit = None;
+    }
+
+    /// Drops all cached translations.
+    pub fn flush_tlb(&mut self) {
+        self.tlb.flush();
+    }
+
+    /// Answers the pending IoIn or MmioRead exit with `data`.
+    pub fn complete_read(&mut self, data: u64) -> Result<(), EmuError> {
+        self.read_reply = match self.read_reply {
+            Some(PendingRead::Io {
+                port,
+                size,
+                data: None,
+            }) => Some(PendingRead::Io {
+                port,
+                size,
+                data: Some(data as u32),
+            }),
+            Some(PendingRead::Mmio {
+                gpa,
+                size,
+                data: None,
+            }) => Some(PendingRead::Mmio {
+                gpa,
+                size,
+                data: Some(data),
+            }),
+            _ => return Err(EmuError::NoPendingRead),
+        };
+        Ok(())
+    }
+
+    /// The guest TSC: nanoseconds of the host monotonic clock plus the guest's offset.
+    pub fn tsc(&self) -> u64 {
+        (self.clock.elapsed().as_nanos() as u64).wrapping_add(self.state.msrs.tsc_offset as u64)
+    }
+
+    /// Runs until an exit, or `budget` instructions have retired ([`Exit::Interrupted`]).
+    pub fn run(&mut self, budget: u64) -> Result<Exit, EmuError> {
+        let limit = self.instret.saturating_add(budget);
+        loop {
+            if self.instret >= limit || self.kick.swap(false, Ordering::AcqRel) {
+                return Ok(Exit::Interrupted);
+            }
+            if !self.int_shadow && self.state.rflags & flags::IF != 0 {
+                if let Some(v) = self.irq.as_mut().and_then(|s| s.take_interrupt()) {
+                    if let Some(exit) = self.deliver_external(v)? {
+                        return Ok(exit);
+                    }
+                }
+            }
+            let block = match self.fetch_block() {
+                Ok(b) => b,
+                Err(stop) => match self.handle_stop(stop)? {
+                    Some(exit) => return Ok(exit),
+                    None => continue,
+                },
+            };
+            for ins in block.instrs.iter() {
+                self.next_rip = ins.next_ip();
+                let shadow = std::mem::take(&mut self.int_shadow);
+                match self.exec(ins) {
+                    Ok(()) => {
+                        self.state.rip = self.next_rip;
+                        self.instret += 1;
+                    }
+                    Err(stop) => {
+                        if matches!(stop, Stop::Exit(_)) {
+                            self.int_shadow = shadow;
+                        }
+                        match self.handle_stop(stop)? {
+                            Some(exit) => return Ok(exit),
+                            None => break,
+                        }
+                    }
+                }
+                if let Some(exit) = self.pending_exit.take() {
+                    return Ok(exit);
+                }
+                if self.end_block
+                    || self.code_written
+                    || self.state.rip != ins.next_ip()
+                    || self.instret >= limit
+                {
+                    self.end_block = false;
+                    self.code_written = false;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Turns a stopped instruction into an exception delivery, an exit or an error.
+    fn handle_stop(&mut self, stop: Stop) -> Result<Option<Exit>, EmuError> {
+        match stop {
+            Stop::Fault(f) => {
+                self.pending_exit = None;
+                self.deliver_fault(f)
+            }
+            Stop::Exit(e) => Ok(Some(e)),
+            Stop::Unsupported => Err(EmuError::Unsupported(self.report())),
+            Stop::NotLongMode => Err(EmuError::NotLongMode(self.report())),
+            Stop::Internal(what) => Err(EmuError::Internal {
+                what,
+                report: self.report(),
+            }),
+        }
+    }
+
+    /// What the CPU was doing: RIP, the instruction there, registers.
+    pub fn report(&mut self) -> Report {
+        let rip = self.state.rip;
+        let mut bytes = vec![0u8; 15];
+        let mut n = 0;
+        while n < bytes.len()
+            && self
+                .fetch_bytes(rip + n as u64, &mut bytes[n..n + 1])
+                .is_ok()
+        {
+            n += 1;
+        }
+        bytes.truncate(n);
+        let mut decoded = String::new();
+        let mut dec = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE);
+        if dec.can_decode() {
+            let ins = dec.decode();
+            IntelFormatter::new().format(&ins, &mut decoded);
+            bytes.truncate(ins.len().max(1));
+        }
+        Report {
+            rip,
+            bytes,
+            decoded,
+            state: Box::new(self.state.clone()),
+        }
+    }
+}
