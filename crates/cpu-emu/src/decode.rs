@@ -28,6 +28,20 @@ pub struct Block {
     pub gen: u32,
     /// The instructions.
     pub instrs: Box<[Instruction]>,
+    /// The bytes they were decoded from: checked on every lookup, so writes the generation
+    /// tracking cannot see (device DMA into a recycled page) never run stale code.
+    pub bytes: Box<[u8]>,
+}
+
+impl Block {
+    fn matches(&self, rip: u64, gpa: u64, gen: u32, host: usize) -> bool {
+        if self.vstart != rip || self.gpa != gpa || self.gen != gen {
+            return false;
+        }
+        // SAFETY: `host` maps the block's first byte; the block never extends past its page.
+        let now = unsafe { std::slice::from_raw_parts(host as *const u8, self.bytes.len()) };
+        now == &*self.bytes
+    }
 }
 
 /// Decoded blocks of one vCPU.
@@ -73,12 +87,12 @@ impl Cpu {
         let gen = self.code.generation(t.gpa);
         let s = slot(t.gpa);
         if let Some(b) = &self.blocks.fast[s] {
-            if b.gpa == t.gpa && b.vstart == rip && b.gen == gen {
+            if b.matches(rip, t.gpa, gen, t.host) {
                 return Ok(b.clone());
             }
         }
         if let Some(b) = self.blocks.map.get(&t.gpa) {
-            if b.vstart == rip && b.gen == gen {
+            if b.matches(rip, t.gpa, gen, t.host) {
                 let b = b.clone();
                 self.blocks.fast[s] = Some(b.clone());
                 return Ok(b);
@@ -113,11 +127,13 @@ impl Cpu {
             // The instruction straddles a page boundary: decode it on its own, uncached.
             return self.decode_straddling(rip, gen, t.gpa);
         }
+        let len = instrs.iter().map(|i| i.len()).sum::<usize>();
         let block = Arc::new(Block {
             vstart: rip,
             gpa: t.gpa,
             gen,
             instrs: instrs.into_boxed_slice(),
+            bytes: bytes[..len].into(),
         });
         self.blocks.map.insert(t.gpa, block.clone());
         self.blocks.fast[s] = Some(block.clone());
@@ -137,6 +153,7 @@ impl Cpu {
             gpa,
             gen,
             instrs: vec![ins].into_boxed_slice(),
+            bytes: Box::new([]),
         }))
     }
 

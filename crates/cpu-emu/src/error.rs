@@ -40,9 +40,9 @@ pub enum Exit {
         /// Value written (low `size` bytes, little endian).
         data: u64,
     },
-    /// HLT with interrupts enabled: wait for an interrupt, then run again.
+    /// HLT: wait for an interrupt (IF=1) or end the VM (IF=0), then run again.
     Hlt,
-    /// A triple fault or HLT with interrupts disabled: the machine is dead (Linux's reboot path).
+    /// A triple fault: the machine is dead (Linux's reboot path).
     Shutdown,
     /// The run was asked to stop (instruction budget spent or a kick from another thread).
     Interrupted,

@@ -8,6 +8,7 @@
 //! Port I/O and MMIO leave [`Cpu::run`] as [`Exit`]s for the VMM's buses.
 
 mod alu;
+mod backend;
 mod bits;
 mod control;
 mod cpu;
@@ -16,6 +17,8 @@ mod decode;
 mod error;
 mod exec;
 mod interrupts;
+mod ioapic;
+mod lapic;
 mod mmu;
 mod msr;
 mod operand;
@@ -27,6 +30,7 @@ mod system;
 mod vmem;
 mod x87;
 
+pub use backend::{EmuHypervisor, EmuVcpu, EmuVm};
 pub use cpu::{Cpu, CpuIdentity, InterruptSource};
 pub use cpuid::TSC_HZ;
 pub use error::{vector, EmuError, Exit, Fault, Report};

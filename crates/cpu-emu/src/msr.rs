@@ -54,6 +54,30 @@ pub mod index {
 }
 
 impl Cpu {
+    /// Reads an MSR without side effects (for the VMM), `None` when unknown.
+    pub fn peek_msr(&self, msr: u32) -> Option<u64> {
+        use index::*;
+        let m = &self.state.msrs;
+        Some(match msr {
+            TSC => self.tsc(),
+            APIC_BASE => m.apic_base,
+            0x174..=0x176 => m.sysenter[(msr - SYSENTER_CS) as usize],
+            MISC_ENABLE => m.misc_enable,
+            PAT => m.pat,
+            TSC_DEADLINE => m.tsc_deadline,
+            EFER => self.state.efer,
+            STAR => m.star,
+            LSTAR => m.lstar,
+            CSTAR => m.cstar,
+            SFMASK => m.sfmask,
+            FS_BASE => self.state.seg[Seg::Fs as usize].base,
+            GS_BASE => self.state.seg[Seg::Gs as usize].base,
+            KERNEL_GS_BASE => m.kernel_gs_base,
+            TSC_AUX => m.tsc_aux,
+            _ => return None,
+        })
+    }
+
     /// Reads an MSR, #GP for unknown ones.
     pub fn rdmsr(&mut self, msr: u32) -> Result<u64, Stop> {
         use index::*;

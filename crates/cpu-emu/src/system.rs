@@ -73,13 +73,8 @@ impl Cpu {
             }
             M::Hlt => {
                 self.require_cpl0()?;
-                if self.state.rflags & flags::IF == 0
-                    && !self.irq.as_ref().is_some_and(|s| s.has_interrupt())
-                {
-                    // Nothing can wake us: this is how a guest powers off without ACPI.
-                    self.state.rip = self.next_rip;
-                    return Err(Stop::Exit(Exit::Shutdown));
-                }
+                // With IF=0 only an NMI wakes the CPU: the VMM ends the VM (a halt without
+                // ACPI). With IF=1 the backend waits for an interrupt.
                 self.pending_exit = Some(Exit::Hlt);
                 Ok(())
             }

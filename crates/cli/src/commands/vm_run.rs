@@ -12,7 +12,6 @@ use corral_vmm::{Accel, Backend, Hypervisor, KvmProbe, Machine, VmConfig};
 use event_manager::MutEventSubscriber;
 
 use super::vm::VmRunArgs;
-use crate::exit::not_implemented;
 
 /// Merge `--config` and the flags (flags win) into one definition.
 pub fn config_from_args(args: &VmRunArgs) -> anyhow::Result<VmConfig> {
@@ -149,7 +148,7 @@ pub fn run(args: VmRunArgs) -> anyhow::Result<ExitCode> {
     tracing::info!("backend {backend}: {reason}");
     let hv: Box<dyn Hypervisor> = match backend {
         Backend::Kvm => kvm_backend()?,
-        Backend::Emu => return not_implemented("vm run --accel emu"),
+        Backend::Emu => Box::new(corral_cpu_emu::EmuHypervisor::new()),
     };
     run_on(&cfg, hv.as_ref())
 }

@@ -11,7 +11,6 @@ use corral_vmm::{Backend, Hypervisor, Machine, VmConfig};
 use event_manager::MutEventSubscriber;
 
 use super::vm_run::{backend_for, check_host_inputs, kvm_backend};
-use crate::exit::not_implemented;
 
 /// Run one VM from its definition, serving its control socket.
 #[derive(Debug, Args)]
@@ -34,7 +33,7 @@ impl VmmArgs {
         tracing::info!("backend {backend}: {reason}");
         let hv: Box<dyn Hypervisor> = match backend {
             Backend::Kvm => kvm_backend()?,
-            Backend::Emu => return not_implemented("vmm with --accel emu"),
+            Backend::Emu => Box::new(corral_cpu_emu::EmuHypervisor::new()),
         };
         let out: Box<dyn std::io::Write + Send> = match &cfg.serial {
             corral_vmm::config::SerialConfig::Stdio => Box::new(std::io::stdout()),

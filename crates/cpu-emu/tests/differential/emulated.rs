@@ -124,7 +124,7 @@ impl Machine {
             }
             match self.cpu.run(1).map_err(|e| e.to_string())? {
                 Exit::Interrupted => {}
-                Exit::Shutdown => {
+                Exit::Hlt => {
                     let v = (self.cpu.state.rip - 1 - HANDLERS) / 16;
                     signal = match v as u8 {
                         vector::DE => libc::SIGFPE,
