@@ -8,6 +8,8 @@ ROOT_DIR=${CORRAL_ROOT:-/var/lib/corral}
 PACKAGES=(
   # the host tools corral drives or builds on
   busybox-static e2fsprogs nftables iproute2 cpio
+  # network tests (ping between namespaces) and bench/net.sh
+  iputils-ping iperf3
   # kernel build (scripts/guest-kernel.sh)
   bc bison flex libelf-dev libssl-dev xz-utils
   # the tiny test guests (crates/vmm/guests, assembled by its build.rs)
