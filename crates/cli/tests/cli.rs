@@ -69,12 +69,17 @@ fn runc_name_selects_the_oci_face() {
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_corral"), &link).unwrap();
     let state_dir = dir.path().join("state");
     let out = Command::new(&link)
-        .args(["--root".as_ref(), state_dir.as_os_str(), "state".as_ref(), "c1".as_ref()])
+        .arg("--root")
+        .arg(&state_dir)
+        .args(["state", "c1"])
         .output()
         .unwrap();
     let text = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("does not exist"), "runc's answer for an unknown container: {text}");
+    assert!(
+        text.contains("does not exist"),
+        "runc's answer for an unknown container: {text}"
+    );
 }
 
 #[test]
