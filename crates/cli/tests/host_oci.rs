@@ -232,3 +232,63 @@ fn host_oci_no_pivot_sysctl_and_domainname() {
         "the rootfs is / : {text}"
     );
 }
+
+#[test]
+fn host_oci_time_namespace_personality_io_priority_and_scheduler() {
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new(
+        "attrs",
+        "cut -d. -f1 /proc/uptime; uname -m; ionice -p $$; cut -d' ' -f19 /proc/self/stat",
+    );
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+    b.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 10_000_000, "nanosecs": 0}});
+    b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    b.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+    b.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "stderr: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    let uptime: u64 = lines[0].parse().unwrap();
+    assert!(uptime >= 10_000_000, "boottime offset applies: {out}");
+    assert_eq!(lines[1], "i686", "LINUX32 persona: {out}");
+    assert_eq!(lines[2], "idle", "I/O priority class: {out}");
+    assert_eq!(lines[3], "7", "nice from the scheduler: {out}");
+}
+
+#[test]
+fn host_oci_unsupported_fields_are_refused_by_name() {
+    if !host_ready() {
+        return;
+    }
+    for (field, value, path) in [
+        (
+            "apparmorProfile",
+            json!("docker-default"),
+            "process.apparmorProfile",
+        ),
+        (
+            "selinuxLabel",
+            json!("system_u:system_r:svirt_lxc_net_t:s0"),
+            "process.selinuxLabel",
+        ),
+    ] {
+        let mut b = TestBundle::new("refuse", "true");
+        b.config["process"][field] = value;
+        let out = b.rt(&corral(), &["create", &b.id]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(path), "{field}: {err}");
+        assert!(!b.root(&corral()).join(&b.id).exists());
+        assert!(!b.cgroup_exists());
+    }
+    let mut b = TestBundle::new("refuse", "true");
+    b.config["linux"]["intelRdt"] = json!({"closID": "x"});
+    let out = b.rt(&corral(), &["create", &b.id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("linux.intelRdt"), "{err}");
+}

@@ -177,7 +177,56 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, BundleError> {
             ));
         }
     }
+    refuse_unsupported(spec)?;
     Ok(rootfs)
+}
+
+/// Fields of the spec this runtime does not implement: refused by name, never ignored.
+fn refuse_unsupported(spec: &Spec) -> Result<(), BundleError> {
+    let process = spec.process().as_ref();
+    let linux = spec.linux().as_ref();
+    let set = |s: Option<&String>| s.is_some_and(|s| !s.is_empty());
+    let refusals = [
+        (
+            set(process.and_then(|p| p.apparmor_profile().as_ref())),
+            "process.apparmorProfile",
+            "AppArmor profiles are not supported",
+        ),
+        (
+            set(process.and_then(|p| p.selinux_label().as_ref())),
+            "process.selinuxLabel",
+            "SELinux labels are not supported",
+        ),
+        (
+            set(linux.and_then(|l| l.mount_label().as_ref())),
+            "linux.mountLabel",
+            "SELinux mount labels are not supported",
+        ),
+        (
+            linux.is_some_and(|l| l.intel_rdt().is_some()),
+            "linux.intelRdt",
+            "Intel RDT (resctrl) is not supported",
+        ),
+        (
+            linux.is_some_and(|l| l.memory_policy().is_some()),
+            "linux.memoryPolicy",
+            "NUMA memory policies are not supported",
+        ),
+        (
+            linux.is_some_and(|l| l.net_devices().as_ref().is_some_and(|d| !d.is_empty())),
+            "linux.netDevices",
+            "moving host network devices into the container is not supported",
+        ),
+        (
+            process.is_some_and(|p| p.exec_cpu_affinity().is_some()),
+            "process.execCPUAffinity",
+            "exec CPU affinity is not supported",
+        ),
+    ];
+    match refusals.into_iter().find(|(present, _, _)| *present) {
+        Some((_, field, reason)) => Err(invalid(field, reason)),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

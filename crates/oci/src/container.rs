@@ -181,16 +181,6 @@ impl Container {
             }
             .into());
         }
-        if namespaces
-            .iter()
-            .any(|n| n.typ() == LinuxNamespaceType::Time)
-        {
-            return Err(BundleError::Invalid {
-                field: "linux.namespaces".into(),
-                reason: "time namespaces are not supported yet".into(),
-            }
-            .into());
-        }
         let layout = CgroupLayout::detect(Path::new("/"))?;
         let cg = cgroups::for_new(
             &layout,

@@ -30,8 +30,9 @@ pub struct ExecOptions {
 }
 
 /// Namespaces in the order they are joined (user first, so the rest are permitted).
-const ORDER: [(&str, CloneFlags); 6] = [
+const ORDER: [(&str, CloneFlags); 7] = [
     ("user", CloneFlags::CLONE_NEWUSER),
+    ("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),
@@ -202,6 +203,7 @@ fn child(
         process::set_rlimits(p)?;
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        crate::process_attrs::apply_process(p)?;
         process::drop_bounding(p.capabilities().as_ref())?;
         process::set_user(p, userns)?;
         let env = process::environment(p);

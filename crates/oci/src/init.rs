@@ -139,6 +139,15 @@ fn setup(a: &InitArgs) -> Result<Never, InitError> {
         nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(sys("setresgid 0"))?;
         nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(sys("setresuid 0"))?;
     }
+    if let Some(time) = namespaces
+        .iter()
+        .find(|n| n.typ() == LinuxNamespaceType::Time)
+    {
+        match time.path() {
+            Some(path) => crate::timens::join(path)?,
+            None => crate::timens::enter_new(linux.time_offsets().as_ref())?,
+        }
+    }
     if a.cgroupns {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(sys("unshare cgroup namespace"))?;
@@ -230,6 +239,10 @@ fn setup(a: &InitArgs) -> Result<Never, InitError> {
         Some(s) => Some(crate::seccomp::compile(s).map_err(|e| InitError::Other(e.to_string()))?),
         None => None,
     };
+    crate::process_attrs::apply_process(process)?;
+    if let Some(p) = linux.personality() {
+        crate::process_attrs::apply_personality(p)?;
+    }
     process::drop_bounding(process.capabilities().as_ref())?;
     process::set_user(process, a.userns)?;
     let env = process::environment(process);

@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod init;
 pub mod namespaces;
 pub mod process;
+pub mod process_attrs;
 pub mod rootfs;
 pub mod seccomp;
 pub mod signal;
@@ -18,6 +19,7 @@ pub mod spawn;
 pub mod state;
 pub mod sync;
 pub mod syscall;
+pub mod timens;
 
 pub use bundle::{Bundle, BundleError};
 pub use container::{Container, ContainerError, CreateOptions, Spawned};

@@ -56,7 +56,8 @@ pub struct TestBundle {
 
 const APPLETS: &[&str] = &[
     "sh", "ls", "cat", "echo", "id", "hostname", "mount", "ps", "sleep", "true", "false", "touch",
-    "chown", "mkdir", "dd", "grep", "head", "wc", "stat", "readlink", "ulimit", "kill",
+    "chown", "mkdir", "dd", "grep", "head", "wc", "stat", "readlink", "ulimit", "kill", "cut",
+    "uname", "ionice",
 ];
 
 impl TestBundle {
