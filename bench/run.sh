@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: `corral run --rm busybox true` end to end (CLI -> daemon -> shim -> OCI runtime)
 # vs Debian's `podman run --rm` of the same busybox rootfs (overlay storage, cgroupfs cgroup
-# manager, no network for both: corral's default container network is loopback-only),
+# manager, `--network none` for both: loopback only),
 # alternating in one run. Prints medians and the ratio (goal: corral <= 0.5x podman), then
 # the daemon's idle RSS. Usage: bench/run.sh [RUNS]   (default 20; needs root)
 set -euo pipefail
@@ -28,23 +28,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The same busybox tree for podman as corral's built-in image.
+# The same busybox tree for both, imported into each one's image store.
 mkdir -p "$WORK/rootfs/bin" "$WORK/rootfs/etc" "$WORK/rootfs/proc" "$WORK/rootfs/sys" "$WORK/rootfs/dev" "$WORK/rootfs/tmp"
 cp /bin/busybox "$WORK/rootfs/bin/busybox"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$WORK/rootfs/bin/$a"; done
 tar -C "$WORK/rootfs" -cf "$WORK/rootfs.tar" .
 "${PODMAN[@]}" import -q "$WORK/rootfs.tar" localhost/busybox:latest >/dev/null
+"$CORRAL" image import "$WORK/rootfs.tar" busybox:latest >/dev/null
 
 now_ns() { date +%s%N; }
 time_one() { local t0 t1; t0=$(now_ns); "$@" >/dev/null; t1=$(now_ns); echo $(( (t1 - t0) / 1000 )); }
 
 # Warm up both (daemon start, image extraction, caches); not measured.
-"$CORRAL" run --rm busybox true
+"$CORRAL" run --rm --network none busybox true
 "${PODMAN[@]}" run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 localhost/busybox true
 
 : >"$WORK/corral.us"; : >"$WORK/podman.us"
 for _ in $(seq "$RUNS"); do
-  time_one "$CORRAL" run --rm busybox true >>"$WORK/corral.us"
+  time_one "$CORRAL" run --rm --network none busybox true >>"$WORK/corral.us"
   time_one "${PODMAN[@]}" run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 localhost/busybox true >>"$WORK/podman.us"
 done
 

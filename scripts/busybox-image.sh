@@ -28,12 +28,14 @@ mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,dev,proc,sys,tmp,root,home,var/t
 chmod 1777 "$root/tmp" "$root/var/tmp"
 chmod 700 "$root/root"
 cp "$bb" "$root/bin/busybox"
-# One symlink per applet, at the path busybox itself reports (bin/ls, usr/bin/env, …).
-"$bb" --list-full | while read -r applet; do
-  [ "$applet" = bin/busybox ] && continue
-  mkdir -p "$root/$(dirname "$applet")"
-  ln -sf /bin/busybox "$root/$applet"
-done
+# One symlink per applet, at the path busybox itself reports (bin/ls, usr/bin/env, …); made
+# by perl (Debian's perl-base is essential) in one process, since ~400 forks of ln take seconds.
+"$bb" --list-full | ROOT="$root" perl -ne '
+  chomp; next if $_ eq "bin/busybox" || $_ eq "";
+  my $p = "$ENV{ROOT}/$_"; (my $d = $p) =~ s{/[^/]+$}{};
+  -d $d or mkdir $d or die "mkdir $d: $!\n";
+  unlink $p; symlink("/bin/busybox", $p) or die "symlink $p: $!\n";'
+
 [ -e "$root/bin/sh" ] || ln -s /bin/busybox "$root/bin/sh"
 cat > "$root/etc/passwd" <<'P'
 root:x:0:0:root:/root:/bin/sh

@@ -317,6 +317,52 @@ impl Client {
         .map(|_| ())
     }
 
+    /// `GET /v1/containers?label=K=V`: containers carrying every given label.
+    pub async fn containers_with_labels(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<Instance>, ClientError> {
+        let q: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("label={}", enc(&format!("{k}={v}"))))
+            .collect();
+        let path = if q.is_empty() {
+            "/v1/containers".to_string()
+        } else {
+            format!("/v1/containers?{}", q.join("&"))
+        };
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// `GET /v1/networks`.
+    pub async fn networks(&self) -> Result<Vec<Network>, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/networks", None).await
+    }
+
+    /// `POST /v1/networks`.
+    pub async fn create_network(&self, req: &NetworkCreate) -> Result<Network, ClientError> {
+        self.call(Method::POST, "/v1/networks", Some(req)).await
+    }
+
+    /// `GET /v1/networks/{name}`.
+    pub async fn network(&self, name: &str) -> Result<Network, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/networks/{}", enc(name)), None)
+            .await
+    }
+
+    /// `DELETE /v1/networks/{name}`: refused (409) while instances use it.
+    pub async fn remove_network(&self, name: &str) -> Result<(), ClientError> {
+        self.text(Method::DELETE, &format!("/v1/networks/{}", enc(name)), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST /v1/networks/prune`.
+    pub async fn prune_networks(&self) -> Result<NetworkPruneResponse, ClientError> {
+        self.call::<(), _>(Method::POST, "/v1/networks/prune", None)
+            .await
+    }
+
     /// `GET /v1/inventory`: live figures of every instance.
     pub async fn inventory(&self) -> Result<Vec<InventoryRow>, ClientError> {
         self.call::<(), _>(Method::GET, "/v1/inventory", None).await

@@ -94,6 +94,30 @@ pub struct Instance {
     /// The definition: a [`ContainerSpec`] or a [`VmSpec`] as JSON.
     #[schema(value_type = Object)]
     pub spec: serde_json::Value,
+    /// Its place on a corral network (absent with `--network none|host`).
+    #[serde(default)]
+    pub network: Option<NetworkAttachment>,
+}
+
+/// An instance's place on a network: what `inspect` shows and apps read back.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct NetworkAttachment {
+    /// The network's name.
+    pub network: String,
+    /// The instance's IPv4 address.
+    pub ip: String,
+    /// Prefix length of the network's subnet.
+    pub prefix_len: u8,
+    /// The gateway, which is also the instance's DNS server.
+    pub gateway: String,
+    /// MAC address of the instance's interface.
+    pub mac: String,
+    /// The host-side link (veth end or tap).
+    pub host_link: String,
+    /// Names other instances of the network resolve to `ip`.
+    pub names: Vec<String>,
+    /// Published ports, `[HOSTIP:]HOSTPORT:PORT/PROTO`.
+    pub ports: Vec<String>,
 }
 
 /// A bind mount.
@@ -142,8 +166,13 @@ pub struct ContainerSpec {
     pub cap_drop: Vec<String>,
     /// `no`, `on-failure[:N]` or `always`.
     pub restart: Option<String>,
-    /// `none`, `host` (default: a private network namespace with loopback only).
+    /// A network name, `none` (loopback only) or `host`; default: the `default` network
+    /// (bridge `corral0`).
     pub network: Option<String>,
+    /// Extra names the container answers to on its network (e.g. a service name).
+    pub aliases: Vec<String>,
+    /// Free-form key/value labels (e.g. the app and service a replica belongs to).
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Remove when it exits.
     pub auto_remove: bool,
 }
@@ -321,4 +350,91 @@ pub struct VmEdit {
 pub struct ShutdownRequest {
     /// Seconds to wait for the guest before turning it off (default 30).
     pub timeout_secs: Option<u64>,
+}
+
+/// `POST /v1/networks`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(default)]
+pub struct NetworkCreate {
+    /// Unique name: 1-32 of a-z, 0-9, `-`, `_`, `.`; not `none` or `host`.
+    pub name: String,
+    /// IPv4 subnet in CIDR notation; default: a free /24 from the daemon's pool.
+    pub subnet: Option<String>,
+}
+
+/// One instance on a network, as `network inspect` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct NetworkEndpoint {
+    /// The instance's id.
+    pub instance: String,
+    /// The instance's name, when the daemon knows it.
+    pub name: Option<String>,
+    /// `veth` (container) or `tap` (VM).
+    pub kind: String,
+    /// Its address.
+    pub ip: String,
+    /// Its MAC address.
+    pub mac: String,
+    /// The host-side link.
+    pub host_link: String,
+    /// Names it answers to on the network.
+    pub names: Vec<String>,
+    /// Published ports.
+    pub ports: Vec<String>,
+}
+
+/// A network (`GET /v1/networks/{name}`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Network {
+    /// Its name.
+    pub name: String,
+    /// Its IPv4 subnet.
+    pub subnet: String,
+    /// The bridge's address: the instances' gateway and DNS server.
+    pub gateway: String,
+    /// The bridge's interface name.
+    pub bridge: String,
+    /// Instances on it.
+    pub endpoints: Vec<NetworkEndpoint>,
+}
+
+/// What `POST /v1/networks/prune` removed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct NetworkPruneResponse {
+    /// Networks removed (nobody used them).
+    pub networks: Vec<String>,
+    /// Host links removed (bridges, veths, taps nobody accounted for).
+    pub links: Vec<String>,
+    /// Endpoints of instances the daemon no longer knows.
+    pub endpoints: Vec<String>,
+    /// Network namespace files of instances the daemon no longer knows.
+    pub namespaces: Vec<String>,
+}
+
+/// `POST /v1/networks/{name}/taps`: plug a VM into a network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(default)]
+pub struct TapRequest {
+    /// The instance the tap belongs to (a VM's id or name).
+    pub instance: String,
+    /// Names the VM answers to on the network.
+    pub names: Vec<String>,
+}
+
+/// A tap on a network for a VM: the VMM opens `tap`, the guest is configured with the rest
+/// (e.g. `ip=IP::GATEWAY:NETMASK::eth0:off` on the kernel command line).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TapAttachment {
+    /// The persistent tap's interface name.
+    pub tap: String,
+    /// The guest's address.
+    pub ip: String,
+    /// The gateway (and DNS server).
+    pub gateway: String,
+    /// The subnet's netmask, dotted.
+    pub netmask: String,
+    /// The guest's MAC address.
+    pub mac: String,
+    /// The kernel's `ip=` argument.
+    pub kernel_ip_arg: String,
 }

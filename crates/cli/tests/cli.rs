@@ -63,28 +63,6 @@ fn unbuilt_verbs_exit_2_and_say_so() {
 }
 
 #[test]
-fn network_verbs_read_state_and_refuse_bad_input() {
-    let out = corral(&["network", "ls"]);
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("NAME"), "{text}");
-    assert_eq!(text.lines().count(), 1, "a fresh root has no networks");
-    let out = corral(&["network", "ls", "--format", "json"]);
-    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "[]");
-    let out = corral(&["network", "create", "--subnet", "10.1.2/99", "lan"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("--subnet \"10.1.2/99\""));
-    for verb in ["rm", "inspect"] {
-        let out = corral(&["network", verb, "nosuch"]);
-        assert_eq!(out.status.code(), Some(1));
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert!(err.contains("network \"nosuch\" does not exist"), "{err}");
-    }
-}
-
-#[test]
 fn runc_name_selects_the_oci_face() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("corral-runc");

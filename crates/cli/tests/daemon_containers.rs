@@ -45,11 +45,13 @@ impl World {
             .prefix(&format!("daemon-{}-", std::process::id()))
             .tempdir()
             .unwrap();
-        World {
+        let w = World {
             root: dir.path().join("root"),
             run: dir.path().join("run"),
             _dir: dir,
-        }
+        };
+        import_busybox(&w.root);
+        w
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
@@ -147,6 +149,10 @@ impl World {
             !self.run.join("oci").join(id).exists(),
             "runtime state of {id} left behind"
         );
+        assert!(
+            !self.run.join("netns").join(id).exists(),
+            "network namespace of {id} left behind"
+        );
     }
 }
 
@@ -160,6 +166,9 @@ impl Drop for World {
                 }
             }
         }
+        // The default network's bridge and nftables table outlive containers by design;
+        // a test root takes them away with it.
+        let _ = self.corral(&["network", "prune"]);
         if let Some(pid) = self.daemon_pid() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -168,6 +177,23 @@ impl Drop for World {
             wait_gone(pid);
         }
     }
+}
+
+/// Import the `busybox` image into the image store under `root` with the project's script
+/// (Debian's busybox-static, no network).
+fn import_busybox(root: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
+    let out = Command::new(&script)
+        .env("CORRAL", env!("CARGO_BIN_EXE_corral"))
+        .env("CORRAL_ROOT", root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn wait_gone(pid: i32) {

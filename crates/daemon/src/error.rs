@@ -26,6 +26,9 @@ pub enum DaemonError {
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] corral_store::StoreError),
+    /// The network layer could not start (netlink).
+    #[error("networking: {0}")]
+    Net(corral_net::NetError),
     /// A bad `--listen` address.
     #[error("--listen {0}: only loopback addresses are allowed (e.g. 127.0.0.1:7070)")]
     Listen(String),

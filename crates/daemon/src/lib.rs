@@ -13,6 +13,7 @@ pub mod http;
 mod ids;
 mod inventory;
 mod locks;
+pub mod network;
 mod proc;
 mod recover;
 pub mod shim;

@@ -80,9 +80,17 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let listen = config.listen.clone();
     let ready_fd = config.ready_fd;
     let socket = config.socket();
-    let state = Arc::new(AppState::new(config, store, token));
+    let net = crate::network::Networking::new(&config).map_err(DaemonError::Net)?;
+    let state = Arc::new(AppState::new(config, store, token, net));
 
     crate::recover::recover(&state).await;
+    let known = state
+        .store()
+        .list_instances(None)?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    state.net.startup(&known).await;
 
     let _ = fs::remove_file(&socket);
     let unix = tokio::net::UnixListener::bind(&socket).map_err(io("bind", &socket))?;

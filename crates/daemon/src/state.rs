@@ -35,11 +35,18 @@ pub struct AppState {
     pub cpu_samples: Mutex<HashMap<String, (Instant, u64)>>,
     /// The bearer token TCP clients must present.
     pub token: String,
+    /// Networks, endpoints, DNS responders.
+    pub net: crate::network::Networking,
 }
 
 impl AppState {
     /// Shared state around an open store.
-    pub fn new(config: DaemonConfig, store: Store, token: String) -> Self {
+    pub fn new(
+        config: DaemonConfig,
+        store: Store,
+        token: String,
+        net: crate::network::Networking,
+    ) -> Self {
         AppState {
             config,
             store: Mutex::new(store),
@@ -50,7 +57,15 @@ impl AppState {
             http_requests: AtomicU64::new(0),
             cpu_samples: Mutex::new(HashMap::new()),
             token,
+            net,
         }
+    }
+
+    /// The API's view of a stored instance, with its place on the network.
+    pub fn wire(&self, rec: &InstanceRecord) -> Instance {
+        let mut inst = to_wire(rec);
+        inst.network = self.net.attachment(&rec.id);
+        inst
     }
 
     /// The store, locked for a short synchronous use.
@@ -131,5 +146,6 @@ pub fn to_wire(rec: &InstanceRecord) -> Instance {
         supervisor_pid: rec.supervisor_pid,
         restart_count: rec.restart_count,
         spec: rec.spec.clone(),
+        network: None,
     }
 }

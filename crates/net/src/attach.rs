@@ -210,6 +210,17 @@ impl<S: StateStore> NetManager<S> {
         Ok(true)
     }
 
+    /// Where `instance` is plugged in, if anywhere.
+    pub fn attachment_of(&self, instance: &str) -> Result<Option<Attachment>, NetError> {
+        let state = self.state()?;
+        Ok(state.endpoints.get(instance).and_then(|ep| {
+            state
+                .networks
+                .get(&ep.network)
+                .map(|net| Attachment::new(net, ep))
+        }))
+    }
+
     /// Name → address of every instance on `network` (what its DNS responder serves).
     pub fn names(&self, network: &str) -> Result<Vec<(String, Ipv4Addr)>, NetError> {
         let state = self.state()?;

@@ -97,10 +97,32 @@ pub fn choose_subnet(
     prefix: u8,
     taken: &[(Ipv4Net, String)],
 ) -> Result<Ipv4Net, IpamError> {
+    choose_subnet_from(pool, prefix, taken, 0)
+}
+
+/// The first `/prefix` of `pool`, trying them in order from the `start`-th (wrapping round),
+/// that overlaps nothing `taken`. Daemons on different roots start at different places, so two
+/// that create a network at the same moment do not pick the same subnet.
+pub fn choose_subnet_from(
+    pool: Ipv4Net,
+    prefix: u8,
+    taken: &[(Ipv4Net, String)],
+    start: u32,
+) -> Result<Ipv4Net, IpamError> {
     let exhausted = IpamError::PoolExhausted { pool, prefix };
-    let mut candidates = pool.subnets(prefix).map_err(|_| exhausted.clone())?;
-    candidates
-        .find(|c| check_subnet(*c, taken).is_ok())
+    let all: Vec<Ipv4Net> = pool
+        .subnets(prefix)
+        .map_err(|_| exhausted.clone())?
+        .collect();
+    if all.is_empty() {
+        return Err(exhausted);
+    }
+    let first = start as usize % all.len();
+    all[first..]
+        .iter()
+        .chain(&all[..first])
+        .find(|c| check_subnet(**c, taken).is_ok())
+        .copied()
         .ok_or(exhausted)
 }
 
@@ -165,6 +187,15 @@ mod tests {
         assert_eq!(
             choose_subnet(pool, 24, &taken).unwrap(),
             "10.213.2.0/24".parse::<Ipv4Net>().unwrap()
+        );
+        assert_eq!(
+            choose_subnet_from(pool, 24, &taken, 255).unwrap(),
+            "10.213.255.0/24".parse::<Ipv4Net>().unwrap()
+        );
+        assert_eq!(
+            choose_subnet_from(pool, 24, &taken, 256 + 1).unwrap(),
+            "10.213.2.0/24".parse::<Ipv4Net>().unwrap(),
+            "wraps round and skips taken ones"
         );
         let err = check_subnet("10.213.1.0/24".parse().unwrap(), &taken).unwrap_err();
         assert!(err.to_string().contains("a host route"), "{err}");

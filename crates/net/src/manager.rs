@@ -29,6 +29,8 @@ pub struct NetConfig {
     pub pool: Ipv4Net,
     /// Prefix length of carved subnets.
     pub subnet_prefix: u8,
+    /// Index of the first subnet of the pool tried (then onwards, wrapping round).
+    pub subnet_start: u32,
     /// corral's nftables table (family ip).
     pub nft_table: String,
 }
@@ -40,6 +42,7 @@ impl Default for NetConfig {
             default_bridge: "corral0".into(),
             pool: ipam::DEFAULT_POOL.parse().expect("valid pool"),
             subnet_prefix: ipam::DEFAULT_PREFIX,
+            subnet_start: 0,
             nft_table: nft::DEFAULT_TABLE.into(),
         }
     }
@@ -178,7 +181,12 @@ impl<S: StateStore> NetManager<S> {
             let taken = ipam::taken_subnets(state, &routes);
             let subnet = match subnet {
                 Some(s) => ipam::check_subnet(s, &taken)?,
-                None => ipam::choose_subnet(self.cfg.pool, self.cfg.subnet_prefix, &taken)?,
+                None => ipam::choose_subnet_from(
+                    self.cfg.pool,
+                    self.cfg.subnet_prefix,
+                    &taken,
+                    self.cfg.subnet_start,
+                )?,
             };
             let bridge = if name == DEFAULT_NETWORK {
                 self.cfg.default_bridge.clone()
@@ -284,6 +292,11 @@ impl<S: StateStore> NetManager<S> {
             .into_iter()
             .find(|n| n.network.name == name)
             .ok_or_else(|| NetError::NoSuchNetwork(name.to_string()))
+    }
+
+    /// Whether link `name` exists on the host.
+    pub async fn link_exists(&self, name: &str) -> bool {
+        matches!(self.nl.link(name).await, Ok(Some(_)))
     }
 
     /// Make corral's nftables table match the state.

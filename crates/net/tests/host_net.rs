@@ -59,6 +59,7 @@ impl World {
             default_bridge: format!("{}d", self.prefix),
             pool: "10.214.0.0/16".parse().unwrap(),
             subnet_prefix: 24,
+            subnet_start: 0,
             nft_table: self.prefix.clone(),
         }
     }

@@ -56,9 +56,15 @@ pub struct RunArgs {
     /// Restart policy: no, on-failure[:N] or always.
     #[arg(long, default_value = "no")]
     pub restart: String,
-    /// Network: a network name, none or host.
+    /// Network: a network name, none or host (default: the `default` network, bridge corral0).
     #[arg(long)]
     pub network: Option<String>,
+    /// Another name the container answers to on its network. Repeatable.
+    #[arg(long = "network-alias", value_name = "NAME")]
+    pub network_aliases: Vec<String>,
+    /// Set a label (K=V). Repeatable.
+    #[arg(short, long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
     /// Keep stdin open.
     #[arg(short, long)]
     pub interactive: bool,

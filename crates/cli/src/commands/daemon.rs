@@ -18,6 +18,14 @@ pub struct DaemonArgs {
     /// executable's `corral oci` face.
     #[arg(long = "oci-runtime", env = "CORRAL_OCI_RUNTIME", value_name = "PATH")]
     pub oci_runtime: Option<PathBuf>,
+    /// Prefix of the host network objects this daemon owns (links `PREFIX…`, bridge
+    /// `PREFIX0`, nftables table `PREFIX`; at most 8 bytes). Default: links `crl…`, bridge
+    /// `corral0`, table `corral`. Tests give each daemon its own.
+    #[arg(long = "net-prefix", env = "CORRAL_NET_PREFIX", value_name = "PREFIX")]
+    pub net_prefix: Option<String>,
+    /// The IPv4 range network subnets are carved from (default 10.213.0.0/16).
+    #[arg(long = "net-pool", env = "CORRAL_NET_POOL", value_name = "CIDR")]
+    pub net_pool: Option<String>,
     /// Write "ready" to this file descriptor once the socket accepts connections.
     #[arg(long = "ready-fd", value_name = "FD", hide = true)]
     pub ready_fd: Option<i32>,
@@ -31,6 +39,21 @@ impl DaemonArgs {
             corral_daemon::DaemonConfig::new(global.root.clone(), global.run_dir.clone(), exe);
         config.listen = self.listen;
         config.ready_fd = self.ready_fd;
+        if let Some(p) = &self.net_prefix {
+            let ok = !p.is_empty()
+                && p.len() <= 8
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            if !ok {
+                anyhow::bail!("--net-prefix {p:?}: use 1-8 of a-z, 0-9");
+            }
+            config.set_net_prefix(p);
+        }
+        if let Some(pool) = &self.net_pool {
+            config.net.pool = pool
+                .parse()
+                .with_context(|| format!("--net-pool {pool:?} is not an IPv4 CIDR"))?;
+        }
         if let Some(rt) = self.oci_runtime {
             config.oci_runtime = rt;
             config.oci_runtime_args = Vec::new();

@@ -1,16 +1,12 @@
-//! `corral network …`.
-//!
-//! Until the daemon serves networks, these verbs drive the `corral-net` library directly with
-//! its file-backed state in `<root>/net/net.json` (the same record the daemon will own).
+//! `corral network …`: named networks through the daemon's API (`/v1/networks`).
 
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
-use corral_net::{FileStore, NetConfig, NetManager, NetworkInfo};
+use corral_api::{Network, NetworkCreate};
 
 use crate::cli::GlobalArgs;
+use crate::commands::api_client::{self, Api};
 
 /// Network verbs.
 #[derive(Debug, Subcommand)]
@@ -56,59 +52,37 @@ pub struct NetworkNameArgs {
 #[derive(Debug, Args)]
 pub struct NetworkPruneArgs {}
 
-fn with_manager<T>(
-    global: &GlobalArgs,
-    f: impl AsyncFnOnce(&NetManager<FileStore>) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(async {
-        let store = FileStore::new(global.paths().root.join("net"));
-        let manager = NetManager::new(NetConfig::default(), store)?;
-        f(&manager).await
-    })
-}
-
-fn print_table(nets: &[NetworkInfo]) {
-    println!(
-        "{:<16} {:<18} {:<15} {:<12} INSTANCES",
-        "NAME", "SUBNET", "GATEWAY", "BRIDGE"
-    );
-    for n in nets {
-        println!(
-            "{:<16} {:<18} {:<15} {:<12} {}",
-            n.network.name,
-            n.network.subnet.to_string(),
-            n.network.gateway.to_string(),
-            n.network.bridge,
-            n.endpoints.len()
-        );
-    }
+fn print_table(nets: &[Network]) {
+    let rows: Vec<Vec<String>> = nets
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.subnet.clone(),
+                n.gateway.clone(),
+                n.bridge.clone(),
+                n.endpoints.len().to_string(),
+            ]
+        })
+        .collect();
+    api_client::print_table(&["NAME", "SUBNET", "GATEWAY", "BRIDGE", "INSTANCES"], &rows);
 }
 
 impl NetworkCommand {
     /// Run the verb.
     pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let api = Api::connect(global)?;
         match self {
             NetworkCommand::Create(args) => {
-                let subnet = args
-                    .subnet
-                    .as_deref()
-                    .map(|s| {
-                        s.parse().with_context(|| {
-                            format!("--subnet {s:?} is not an IPv4 CIDR like 10.213.5.0/24")
-                        })
-                    })
-                    .transpose()?;
-                let net = with_manager(global, async |m| {
-                    Ok(m.create_network(&args.name, subnet).await?)
-                })?;
+                let req = NetworkCreate {
+                    name: args.name,
+                    subnet: args.subnet,
+                };
+                let net = api.block_on(api.client.create_network(&req))?;
                 println!("{} {} {}", net.name, net.subnet, net.bridge);
             }
             NetworkCommand::Ls(args) => {
-                let nets = with_manager(global, async |m| Ok(m.networks()?))?;
+                let nets = api.block_on(api.client.networks())?;
                 if args.format == "json" {
                     println!("{}", serde_json::to_string_pretty(&nets)?);
                 } else {
@@ -116,25 +90,26 @@ impl NetworkCommand {
                 }
             }
             NetworkCommand::Inspect(args) => {
-                let net = with_manager(global, async |m| Ok(m.inspect(&args.name)?))?;
+                let net = api.block_on(api.client.network(&args.name))?;
                 println!("{}", serde_json::to_string_pretty(&net)?);
             }
             NetworkCommand::Rm(args) => {
-                with_manager(global, async |m| Ok(m.remove_network(&args.name).await?))?;
+                api.block_on(api.client.remove_network(&args.name))?;
                 println!("{}", args.name);
             }
             NetworkCommand::Prune(NetworkPruneArgs {}) => {
-                let cleanup = with_manager(global, async |m| {
-                    // Without the daemon every recorded instance counts as alive: only unused
-                    // networks and links nobody recorded are removed.
-                    let known: BTreeSet<String> = m.state()?.endpoints.into_keys().collect();
-                    Ok(m.prune(&known).await?)
-                })?;
-                for n in &cleanup.networks {
+                let c = api.block_on(api.client.prune_networks())?;
+                for n in &c.networks {
                     println!("removed network {n}");
                 }
-                for l in &cleanup.links {
+                for l in &c.links {
                     println!("removed link {l}");
+                }
+                for e in &c.endpoints {
+                    println!("removed endpoint of {e}");
+                }
+                for n in &c.namespaces {
+                    println!("removed network namespace {n}");
                 }
             }
         }

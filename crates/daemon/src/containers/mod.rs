@@ -3,6 +3,7 @@
 //! whatever a crash interrupted.
 
 pub mod cgroup;
+mod netsetup;
 pub mod observe;
 pub mod rootfs;
 pub mod runtime;
@@ -19,6 +20,7 @@ use crate::crash;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
+pub use netsetup::ensure as ensure_network;
 pub use stop::{kill, remove, stop, teardown};
 pub use supervise::{reattach, wait};
 
@@ -34,6 +36,16 @@ pub async fn run(
     start_it: bool,
 ) -> ApiResult<InstanceRecord> {
     spec::validate(&spec)?;
+    if let spec::NetMode::Bridge(net) = spec::net_mode(&spec) {
+        if !state.net.exists(&net)? {
+            return Err(ApiError::NotFound(format!(
+                "no such network: {net} (see `corral network ls`, or create it with `corral network create {net}`)"
+            )));
+        }
+    }
+    for p in spec::ports(&spec)? {
+        crate::network::check_host_port(&p)?;
+    }
     let image = rootfs::resolve_image(&state.config.root, &spec.image)?;
     let id = crate::ids::new_id();
     let name = spec
@@ -58,7 +70,7 @@ pub async fn run(
     };
     let journal = state.store().insert_instance(&rec, Op::Create, "begin")?;
     crash::point("create:after-journal");
-    if let Err(e) = build(state, &rec, &spec, &image, journal) {
+    if let Err(e) = build(state, &rec, &spec, &image, journal).await {
         teardown(state, &rec).await;
         let _ = state.store().delete_instance(&id);
         return Err(e);
@@ -78,8 +90,8 @@ pub async fn run(
     Ok(rec)
 }
 
-fn build(
-    state: &AppState,
+async fn build(
+    state: &Arc<AppState>,
     rec: &InstanceRecord,
     spec: &ContainerSpec,
     image: &rootfs::ImageDefaults,
@@ -91,10 +103,22 @@ fn build(
     // The log exists from creation on, so `logs -f` can attach before the start.
     std::fs::File::create(dir.join("container.log"))
         .map_err(|e| ApiError::internal("creating container.log", e))?;
+    rootfs::save(&state.config.root, &dir, &rec.id, image)?;
     rootfs::mount_rootfs(&dir, image)?;
     state.store().journal_step(journal, "rootfs")?;
     crash::point("create:after-rootfs");
-    let oci = spec::to_oci(spec, &rec.id, &image.cmd)?;
+    let user = spec.user.as_deref().or(image.user.as_deref());
+    let mut inputs = spec::OciInputs {
+        image: image.clone(),
+        user: user
+            .map(|u| rootfs::resolve_user(&dir.join("rootfs"), u))
+            .transpose()?,
+        ..Default::default()
+    };
+    netsetup::setup(state, rec, spec, &mut inputs).await?;
+    state.store().journal_step(journal, "network")?;
+    crash::point("create:after-network");
+    let oci = spec::to_oci(spec, &rec.id, &inputs)?;
     let config = serde_json::to_vec_pretty(&oci).expect("spec serialises");
     crate::shim::write_atomic(&dir.join("config.json"), &config)
         .map_err(|e| ApiError::internal("writing config.json", e))?;

@@ -1,87 +1,132 @@
-//! Container root filesystems: a shared read-only lower tree per image and one overlayfs
-//! upper per container (`upper/`, `work/`, mounted on `rootfs/` in the container folder).
+//! Container root filesystems from the image store (`<root>/images`, an OCI layout): the
+//! image's layers extracted once into shared read-only lower dirs (`corral-image`'s
+//! `image-layers/`), one overlayfs upper per container (`upper/`, `work/`, mounted on `rootfs/`
+//! in the container folder).
 //!
-//! Until images come from the image store, the one image is `busybox`, a lower tree built
-//! once from the host's static busybox (Debian's busybox-static).
+//! What the image was resolved to is kept in the container folder as `image.json`, so a restart
+//! uses the same layers even when the tag has moved since, and the image is marked in use
+//! (`<root>/image-refs/<id>`) so `image rm` refuses it while the container exists.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use corral_image::{rootfs as img_rootfs, ImageStore, StoreError};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
 
-/// What the image contributes to a container.
-#[derive(Debug, Clone, Default)]
+/// What the image contributes to a container (its config's Entrypoint, Cmd, Env, WorkingDir,
+/// User, ExposedPorts) and where its layers are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ImageDefaults {
-    /// The image's command.
+    /// The reference as asked for.
+    pub reference: String,
+    /// The image ID (config digest).
+    pub id: String,
+    /// The image's entrypoint.
+    pub entrypoint: Vec<String>,
+    /// The image's command (arguments to the entrypoint).
     pub cmd: Vec<String>,
+    /// The image's environment, `K=V`.
+    pub env: Vec<String>,
+    /// The image's working directory.
+    pub workdir: Option<String>,
+    /// The image's user (`name|uid[:group|gid]`).
+    pub user: Option<String>,
+    /// Ports the image says it listens on (`80/tcp`).
+    pub exposed_ports: Vec<String>,
     /// Lower dirs, topmost first.
     pub lowerdirs: Vec<PathBuf>,
 }
 
-const BUSYBOX: &str = "/bin/busybox";
-
-/// Resolve an image reference to its lower dirs and defaults.
-pub fn resolve_image(root: &Path, image: &str) -> ApiResult<ImageDefaults> {
-    let name = image.strip_suffix(":latest").unwrap_or(image);
-    if name != "busybox" {
-        return Err(ApiError::NotFound(format!(
-            "no such image: {image} (this daemon knows the built-in `busybox` image)"
-        )));
+impl ImageDefaults {
+    /// The process arguments: the entrypoint followed by `command` (or the image's command).
+    pub fn args(&self, command: &[String]) -> Vec<String> {
+        let mut args = self.entrypoint.clone();
+        if command.is_empty() {
+            args.extend(self.cmd.iter().cloned());
+        } else {
+            args.extend(command.iter().cloned());
+        }
+        args
     }
-    let base = busybox_base(root)?;
-    Ok(ImageDefaults {
-        cmd: vec!["sh".into()],
-        lowerdirs: vec![base],
-    })
 }
 
-/// The busybox lower tree, built once (into a temp dir, then renamed).
-fn busybox_base(root: &Path) -> ApiResult<PathBuf> {
-    let dest = root.join("base").join("busybox");
-    if dest.join("bin/busybox").exists() {
-        return Ok(dest);
+fn store_err(reference: &str, e: StoreError) -> ApiError {
+    match e {
+        StoreError::NoSuchImage(_) => ApiError::NotFound(format!(
+            "no such image: {reference} (see `corral image ls`; `corral image pull {reference}` \
+             fetches it, `scripts/busybox-image.sh` makes an offline busybox image)"
+        )),
+        StoreError::Ambiguous(_) => ApiError::invalid("image", e.to_string()),
+        other => ApiError::Internal(format!("image {reference}: {other}")),
     }
-    if !Path::new(BUSYBOX).exists() {
-        return Err(ApiError::Internal(format!(
-            "{BUSYBOX} is missing: install Debian's busybox-static"
-        )));
+}
+
+/// Find `reference` (name[:tag], image ID or its prefix) in the image store under `root` and
+/// extract its layers (once per layer).
+pub fn resolve_image(root: &Path, reference: &str) -> ApiResult<ImageDefaults> {
+    let store = ImageStore::open(root).map_err(|e| store_err(reference, e))?;
+    let image = store
+        .resolve(reference)
+        .map_err(|e| store_err(reference, e))?;
+    let mut lowerdirs = Vec::new();
+    for layer in image.manifest.layers().iter().rev() {
+        let dir = img_rootfs::extracted_layer(&store, layer)
+            .map_err(|e| ApiError::Internal(format!("image {reference}: {e}")))?;
+        lowerdirs.push(dir);
     }
-    let tmp = root
-        .join("base")
-        .join(format!(".busybox-{}", std::process::id()));
-    let err = |e: std::io::Error| ApiError::internal(format!("building {}", dest.display()), e);
-    let _ = fs::remove_dir_all(&tmp);
-    for d in [
-        "bin", "etc", "proc", "sys", "dev", "tmp", "root", "home", "var", "run",
-    ] {
-        fs::create_dir_all(tmp.join(d)).map_err(err)?;
+    if lowerdirs.is_empty() {
+        let empty = img_rootfs::layers_dir(&store).join("empty");
+        fs::create_dir_all(&empty)
+            .map_err(|e| ApiError::internal(format!("creating {}", empty.display()), e))?;
+        lowerdirs.push(empty);
     }
-    fs::copy(BUSYBOX, tmp.join("bin/busybox")).map_err(err)?;
-    let list = std::process::Command::new(BUSYBOX)
-        .arg("--list")
-        .output()
-        .map_err(err)?;
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" && !applet.is_empty() {
-            let _ = std::os::unix::fs::symlink("busybox", tmp.join("bin").join(applet));
-        }
+    let mut out = ImageDefaults {
+        reference: reference.to_string(),
+        id: image.id().to_string(),
+        lowerdirs,
+        ..Default::default()
+    };
+    if let Some(c) = image.config.config() {
+        out.entrypoint = c.entrypoint().clone().unwrap_or_default();
+        out.cmd = c.cmd().clone().unwrap_or_default();
+        out.env = c.env().clone().unwrap_or_default();
+        out.workdir = c.working_dir().clone().filter(|w| !w.is_empty());
+        out.user = c.user().clone().filter(|u| !u.is_empty());
+        out.exposed_ports = c.exposed_ports().clone().unwrap_or_default();
     }
-    fs::write(
-        tmp.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-    )
-    .map_err(err)?;
-    fs::write(tmp.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").map_err(err)?;
-    match fs::rename(&tmp, &dest) {
-        Ok(()) => {}
-        Err(_) if dest.join("bin/busybox").exists() => {
-            let _ = fs::remove_dir_all(&tmp);
-        }
-        Err(e) => return Err(err(e)),
+    Ok(out)
+}
+
+/// Record `image` in the container folder `dir` and mark it in use by container `id`.
+pub fn save(root: &Path, dir: &Path, id: &str, image: &ImageDefaults) -> ApiResult<()> {
+    let json = serde_json::to_vec_pretty(image).expect("image defaults serialise");
+    crate::shim::write_atomic(&dir.join("image.json"), &json)
+        .map_err(|e| ApiError::internal("writing image.json", e))?;
+    let digest = image
+        .id
+        .parse()
+        .map_err(|e| ApiError::internal(format!("image id {}", image.id), e))?;
+    corral_image::gc::mark_in_use(root, id, &digest)
+        .map_err(|e| ApiError::internal("marking the image in use", e))
+}
+
+/// The image recorded in the container folder `dir`.
+pub fn load(dir: &Path) -> ApiResult<ImageDefaults> {
+    let path = dir.join("image.json");
+    let bytes = fs::read(&path)
+        .map_err(|e| ApiError::internal(format!("reading {}", path.display()), e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::internal(format!("parsing {}", path.display()), e))
+}
+
+/// Drop container `id`'s in-use mark on its image.
+pub fn release(root: &Path, id: &str) {
+    if let Err(e) = corral_image::gc::release(root, id) {
+        tracing::warn!(%id, error = %e, "releasing the image");
     }
-    Ok(dest)
 }
 
 /// Make `upper/`, `work/`, `rootfs/` in `dir` and mount the overlay (idempotent).
@@ -93,6 +138,13 @@ pub fn mount_rootfs(dir: &Path, image: &ImageDefaults) -> ApiResult<()> {
     for d in ["upper", "work", "rootfs"] {
         fs::create_dir_all(dir.join(d))
             .map_err(|e| ApiError::internal(format!("creating {}", dir.join(d).display()), e))?;
+    }
+    if let Some(missing) = image.lowerdirs.iter().find(|p| !p.is_dir()) {
+        return Err(ApiError::Conflict(format!(
+            "image {} lost its layer {} (was it pruned?)",
+            image.reference,
+            missing.display()
+        )));
     }
     let lower: Vec<String> = image
         .lowerdirs
@@ -129,11 +181,81 @@ pub fn unmount_rootfs(dir: &Path) -> ApiResult<()> {
 
 /// Whether `path` is a mount point (listed in /proc/self/mountinfo).
 pub fn is_mounted(path: &Path) -> bool {
-    let want = path.display().to_string();
-    fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| {
-            m.lines()
-                .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
-        })
-        .unwrap_or(false)
+    corral_net::netns::is_mounted(path)
+}
+
+/// Resolve a user (`name|uid[:group|gid]`) against the container's `/etc/passwd` and
+/// `/etc/group` under `rootfs`: numeric parts are taken as they are; a user name without a
+/// group takes the user's primary group.
+pub fn resolve_user(rootfs: &Path, user: &str) -> ApiResult<(u32, u32)> {
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let passwd = fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(n) => (n, lookup(&passwd, 3, |f| f[2] == u).unwrap_or(n)),
+        Err(_) => {
+            let uid = lookup(&passwd, 2, |f| f[0] == u).ok_or_else(|| {
+                ApiError::invalid("user", format!("no user {u:?} in the image's /etc/passwd"))
+            })?;
+            (uid, lookup(&passwd, 3, |f| f[0] == u).unwrap_or(uid))
+        }
+    };
+    let gid = match g {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let group = fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+                lookup(&group, 2, |f| f[0] == g).ok_or_else(|| {
+                    ApiError::invalid("user", format!("no group {g:?} in the image's /etc/group"))
+                })?
+            }
+        },
+    };
+    Ok((uid, gid))
+}
+
+/// Field `col` (numeric) of the first `name:x:…` line matching `pred`.
+fn lookup(text: &str, col: usize, pred: impl Fn(&[&str]) -> bool) -> Option<u32> {
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > col.max(2) && pred(f))
+        .and_then(|f| f[col].parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_resolve_by_name_and_number() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("etc")).unwrap();
+        fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n",
+        )
+        .unwrap();
+        fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        assert_eq!(resolve_user(dir.path(), "www").unwrap(), (33, 34));
+        assert_eq!(resolve_user(dir.path(), "33").unwrap(), (33, 34));
+        assert_eq!(resolve_user(dir.path(), "www:staff").unwrap(), (33, 50));
+        assert_eq!(resolve_user(dir.path(), "1000:1001").unwrap(), (1000, 1001));
+        assert_eq!(resolve_user(dir.path(), "1000").unwrap(), (1000, 1000));
+        assert!(resolve_user(dir.path(), "nobody").is_err());
+        assert!(resolve_user(dir.path(), "www:nogroup").is_err());
+    }
+
+    #[test]
+    fn entrypoint_and_command() {
+        let img = ImageDefaults {
+            entrypoint: vec!["/init".into()],
+            cmd: vec!["serve".into()],
+            ..Default::default()
+        };
+        assert_eq!(img.args(&[]), ["/init", "serve"]);
+        assert_eq!(img.args(&["x".into()]), ["/init", "x"]);
+    }
 }

@@ -108,17 +108,78 @@ fn parse_cap(s: &str, field: &str) -> ApiResult<Capability> {
         .map_err(|_| ApiError::invalid(field, format!("unknown capability {s:?}")))
 }
 
-fn parse_user(s: &str) -> ApiResult<(u32, u32)> {
-    let mut it = s.splitn(2, ':');
-    let uid = it.next().unwrap_or_default();
-    let gid = it.next();
-    let bad = || ApiError::invalid("user", format!("{s:?}: expected numeric uid[:gid]"));
-    let uid: u32 = uid.parse().map_err(|_| bad())?;
-    let gid: u32 = match gid {
-        Some(g) => g.parse().map_err(|_| bad())?,
-        None => uid,
+fn valid_user_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && (s.bytes().all(|b| b.is_ascii_digit())
+            || (s.as_bytes()[0].is_ascii_alphabetic() || s.as_bytes()[0] == b'_')
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)))
+}
+
+fn check_user(s: &str) -> ApiResult<()> {
+    let ok = match s.split_once(':') {
+        Some((u, g)) => valid_user_part(u) && valid_user_part(g),
+        None => valid_user_part(s),
     };
-    Ok((uid, gid))
+    if !ok {
+        return Err(ApiError::invalid(
+            "user",
+            format!("{s:?}: expected name|uid[:group|gid]"),
+        ));
+    }
+    Ok(())
+}
+
+fn valid_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// How a container is networked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetMode {
+    /// On a corral network (a bridge), with its own namespace, address and DNS.
+    Bridge(String),
+    /// A private namespace with loopback only.
+    None,
+    /// The host's namespace.
+    Host,
+}
+
+/// The network mode a request asks for (`default` when it names none).
+pub fn net_mode(spec: &ContainerSpec) -> NetMode {
+    match spec.network.as_deref() {
+        None | Some("") => NetMode::Bridge(corral_net::DEFAULT_NETWORK.into()),
+        Some("none") => NetMode::None,
+        Some("host") => NetMode::Host,
+        Some(n) => NetMode::Bridge(n.to_string()),
+    }
+}
+
+/// The published ports of a (validated) request.
+pub fn ports(spec: &ContainerSpec) -> ApiResult<Vec<corral_net::PortMapping>> {
+    let mut out: Vec<corral_net::PortMapping> = Vec::new();
+    for (i, p) in spec.publish.iter().enumerate() {
+        let field = format!("publish[{i}]");
+        let m: corral_net::PortMapping = p
+            .parse()
+            .map_err(|e: corral_net::PortSpecError| ApiError::invalid(&field, e.to_string()))?;
+        if out
+            .iter()
+            .any(|q| q.host_port == m.host_port && q.protocol == m.protocol)
+        {
+            return Err(ApiError::invalid(
+                field,
+                format!("host port {} is published twice", m.host_port),
+            ));
+        }
+        out.push(m);
+    }
+    Ok(out)
 }
 
 /// Check every field of a request; the first problem is reported with its field path.
@@ -154,7 +215,7 @@ pub fn validate(spec: &ContainerSpec) -> ApiResult<()> {
         }
     }
     if let Some(u) = &spec.user {
-        parse_user(u)?;
+        check_user(u)?;
     }
     if let Some(m) = spec.memory_bytes {
         if m < 4 << 20 {
@@ -199,28 +260,89 @@ pub fn validate(spec: &ContainerSpec) -> ApiResult<()> {
             ));
         }
     }
-    match spec.network.as_deref() {
-        None | Some("none") | Some("host") => {}
-        Some(n) => {
-            return Err(ApiError::NotImplemented(format!(
-                "network {n:?} (containers get a private loopback-only network, `none`, or `host` until the net engine lands)"
-            )))
+    let mode = net_mode(spec);
+    if let NetMode::Bridge(n) = &mode {
+        let ok = n.len() <= 32
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !ok {
+            return Err(ApiError::invalid(
+                "network",
+                format!("{n:?}: a network name, `none` or `host`"),
+            ));
         }
     }
-    if !spec.publish.is_empty() {
-        return Err(ApiError::NotImplemented(
-            "publishing ports (-p) before the net engine lands".into(),
+    ports(spec)?;
+    if !spec.publish.is_empty() && !matches!(mode, NetMode::Bridge(_)) {
+        return Err(ApiError::invalid(
+            "publish",
+            "ports are published on a corral network, not with --network none or host",
         ));
     }
+    for (i, a) in spec.aliases.iter().enumerate() {
+        if !valid_dns_name(a) {
+            return Err(ApiError::invalid(
+                format!("aliases[{i}]"),
+                format!("{a:?}: use 1-63 of letters, digits, `-`, `_`, `.`"),
+            ));
+        }
+    }
+    if !spec.aliases.is_empty() && !matches!(mode, NetMode::Bridge(_)) {
+        return Err(ApiError::invalid(
+            "aliases",
+            "aliases are names on a corral network, not with --network none or host",
+        ));
+    }
+    for k in spec.labels.keys() {
+        if k.is_empty() || k.contains('=') {
+            return Err(ApiError::invalid(
+                format!("labels.{k}"),
+                "a label key is non-empty and has no `=`",
+            ));
+        }
+    }
     Ok(())
+}
+
+/// What besides the request goes into `config.json`.
+#[derive(Debug, Clone, Default)]
+pub struct OciInputs {
+    /// The image's defaults (command, env, workdir).
+    pub image: crate::containers::rootfs::ImageDefaults,
+    /// The resolved user (`-u`, else the image's).
+    pub user: Option<(u32, u32)>,
+    /// A network namespace to join instead of making a new one.
+    pub netns: Option<std::path::PathBuf>,
+    /// Host files bind-mounted over container paths (`/etc/hosts`, `/etc/resolv.conf`, …).
+    pub files: Vec<(std::path::PathBuf, String)>,
 }
 
 fn oci_err(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal("building config.json", e)
 }
 
-/// The OCI runtime spec for a validated request; `default_cmd` is the image's command.
-pub fn to_oci(spec: &ContainerSpec, id: &str, default_cmd: &[String]) -> ApiResult<Spec> {
+/// The environment: the image's, `PATH` when the image has none, `HOSTNAME`, then the
+/// request's (a request variable replaces an image variable of the same name).
+fn environment(image_env: &[String], request_env: &[String], hostname: &str) -> Vec<String> {
+    let mut env: Vec<String> = Vec::new();
+    let mut set = |kv: &str| {
+        let key = kv.split('=').next().unwrap_or(kv);
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.to_string());
+    };
+    set("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for e in image_env {
+        set(e);
+    }
+    set(&format!("HOSTNAME={hostname}"));
+    for e in request_env {
+        set(e);
+    }
+    env
+}
+
+/// The OCI runtime spec for a validated request.
+pub fn to_oci(spec: &ContainerSpec, id: &str, inputs: &OciInputs) -> ApiResult<Spec> {
     let mut oci = Spec::default();
     oci.set_hostname(Some(id[..12].to_string()));
     if let Some(root) = oci.root_mut() {
@@ -231,20 +353,25 @@ pub fn to_oci(spec: &ContainerSpec, id: &str, default_cmd: &[String]) -> ApiResu
         .process_mut()
         .as_mut()
         .ok_or_else(|| oci_err("no process"))?;
-    let args = if spec.command.is_empty() {
-        default_cmd.to_vec()
-    } else {
-        spec.command.clone()
-    };
+    let args = inputs.image.args(&spec.command);
+    if args.is_empty() {
+        return Err(ApiError::invalid(
+            "command",
+            format!(
+                "image {} has no command: give one after the image name",
+                inputs.image.reference
+            ),
+        ));
+    }
     process.set_args(Some(args));
-    let mut env =
-        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
-    env.push(format!("HOSTNAME={}", &id[..12]));
-    env.extend(spec.env.iter().cloned());
-    process.set_env(Some(env));
-    process.set_cwd(spec.workdir.clone().unwrap_or_else(|| "/".into()).into());
-    if let Some(u) = &spec.user {
-        let (uid, gid) = parse_user(u)?;
+    process.set_env(Some(environment(&inputs.image.env, &spec.env, &id[..12])));
+    let cwd = spec
+        .workdir
+        .clone()
+        .or_else(|| inputs.image.workdir.clone())
+        .unwrap_or_else(|| "/".into());
+    process.set_cwd(cwd.into());
+    if let Some((uid, gid)) = inputs.user {
         process.user_mut().set_uid(uid);
         process.user_mut().set_gid(gid);
     }
@@ -283,6 +410,17 @@ pub fn to_oci(spec: &ContainerSpec, id: &str, default_cmd: &[String]) -> ApiResu
                 .map_err(oci_err)?,
         );
     }
+    for (src, dst) in &inputs.files {
+        mounts.push(
+            MountBuilder::default()
+                .destination(dst)
+                .typ("bind")
+                .source(src)
+                .options(vec!["rbind".to_string(), "rw".to_string()])
+                .build()
+                .map_err(oci_err)?,
+        );
+    }
     oci.set_mounts(Some(mounts));
 
     let linux = oci
@@ -290,9 +428,27 @@ pub fn to_oci(spec: &ContainerSpec, id: &str, default_cmd: &[String]) -> ApiResu
         .as_mut()
         .ok_or_else(|| oci_err("no linux section"))?;
     linux.set_cgroups_path(Some(format!("/corral/{id}").into()));
-    if spec.network.as_deref() == Some("host") {
-        if let Some(ns) = linux.namespaces_mut() {
-            ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
+    if net_mode(spec) != NetMode::Host {
+        // Unprivileged ICMP echo sockets in the container's own namespace (as Docker does), so
+        // `ping` works without CAP_NET_RAW.
+        let mut sysctl = linux.sysctl().clone().unwrap_or_default();
+        sysctl.insert(
+            "net.ipv4.ping_group_range".to_string(),
+            "0 2147483647".to_string(),
+        );
+        linux.set_sysctl(Some(sysctl));
+    }
+    if let Some(ns) = linux.namespaces_mut() {
+        match (net_mode(spec), &inputs.netns) {
+            (NetMode::Host, _) => ns.retain(|n| n.typ() != LinuxNamespaceType::Network),
+            (_, Some(path)) => {
+                for n in ns.iter_mut() {
+                    if n.typ() == LinuxNamespaceType::Network {
+                        n.set_path(Some(path.clone()));
+                    }
+                }
+            }
+            _ => {}
         }
     }
     let mut res = LinuxResourcesBuilder::default();
@@ -387,7 +543,13 @@ mod tests {
         s.volumes = vec!["/tmp:/data:ro".into()];
         s.network = Some("host".into());
         let id = crate::ids::new_id();
-        let oci = to_oci(&s, &id, &["sh".into()]).unwrap();
+        let mut inputs = OciInputs::default();
+        inputs.image.cmd = vec!["sh".into()];
+        inputs.image.env = vec!["PATH=/img".into(), "A=1".into()];
+        inputs.image.workdir = Some("/srv".into());
+        inputs.files = vec![("/x/hosts".into(), "/etc/hosts".into())];
+        s.env = vec!["A=2".into()];
+        let oci = to_oci(&s, &id, &inputs).unwrap();
         let json = serde_json::to_value(&oci).unwrap();
         assert_eq!(json["process"]["args"], serde_json::json!(["echo", "hi"]));
         assert_eq!(json["linux"]["resources"]["memory"]["limit"], 64 << 20);
@@ -397,5 +559,38 @@ mod tests {
         assert!(!bounding.contains("CAP_CHOWN"), "{bounding}");
         assert!(json["mounts"].to_string().contains("\"/data\""));
         assert!(!json["linux"]["namespaces"].to_string().contains("network"));
+        let env = json["process"]["env"].to_string();
+        assert!(env.contains("PATH=/img") && env.contains("A=2") && !env.contains("A=1"));
+        assert_eq!(json["process"]["cwd"], "/srv");
+        assert!(json["mounts"].to_string().contains("/x/hosts"));
+    }
+
+    #[test]
+    fn network_fields_are_checked() {
+        let mut s = base();
+        s.publish = vec!["8080:80".into(), "8080:81".into()];
+        assert!(
+            matches!(validate(&s).unwrap_err(), ApiError::Invalid { field, .. } if field == "publish[1]")
+        );
+        let mut s = base();
+        s.publish = vec!["8080:80".into()];
+        s.network = Some("host".into());
+        assert!(
+            matches!(validate(&s).unwrap_err(), ApiError::Invalid { field, .. } if field == "publish")
+        );
+        let mut s = base();
+        s.network = Some("Bad Net".into());
+        assert!(
+            matches!(validate(&s).unwrap_err(), ApiError::Invalid { field, .. } if field == "network")
+        );
+        let mut s = base();
+        s.user = Some("www-data:staff".into());
+        validate(&s).unwrap();
+        s.user = Some("a b".into());
+        assert!(validate(&s).is_err());
+        assert_eq!(
+            net_mode(&base()),
+            NetMode::Bridge(corral_net::DEFAULT_NETWORK.into())
+        );
     }
 }

@@ -114,7 +114,8 @@ pub async fn remove(state: &Arc<AppState>, key: &str, force: bool) -> ApiResult<
 }
 
 /// Undo everything a container has on the host: its processes (through the runtime), its
-/// cgroups (runtime delete), its root filesystem mount and its folder.
+/// cgroups (runtime delete), its network (endpoint, veth, rules, namespace), its image mark,
+/// its root filesystem mount and its folder.
 pub async fn teardown(state: &Arc<AppState>, rec: &InstanceRecord) {
     let dir = state.config.container_dir(&rec.id);
     if let Some(pid) = rec
@@ -130,6 +131,10 @@ pub async fn teardown(state: &Arc<AppState>, rec: &InstanceRecord) {
         }
     }
     runtime::delete_force(&state.config, &rec.id).await;
+    if let Err(e) = state.net.detach(&rec.id).await {
+        tracing::warn!(id = %rec.id, error = %e, "teardown: network (the next start-up retries)");
+    }
+    rootfs::release(&state.config.root, &rec.id);
     if let Err(e) = rootfs::unmount_rootfs(&dir) {
         tracing::warn!(id = %rec.id, error = %e, "teardown");
     }

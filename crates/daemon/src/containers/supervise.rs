@@ -19,9 +19,12 @@ use crate::state::AppState;
 pub async fn start_locked(state: &Arc<AppState>, rec: &mut InstanceRecord) -> ApiResult<()> {
     let journal = state.store().journal_begin(&rec.id, Op::Start, "begin")?;
     let dir = state.config.container_dir(&rec.id);
-    let spec = spec_of(rec);
-    let image = super::rootfs::resolve_image(&state.config.root, &spec.image)?;
+    let image = super::rootfs::load(&dir)?;
     super::rootfs::mount_rootfs(&dir, &image)?;
+    if let Err(e) = super::ensure_network(state, rec).await {
+        state.store().journal_commit(journal)?;
+        return Err(e);
+    }
     for f in ["exit.json", "init.pid", "shim.pid"] {
         let _ = std::fs::remove_file(dir.join(f));
     }

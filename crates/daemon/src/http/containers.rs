@@ -19,13 +19,20 @@ use utoipa::IntoParams;
 use super::{ApiJson, S};
 use crate::containers::{self as c, observe};
 use crate::error::{ApiError, ApiResult};
-use crate::state::to_wire;
 
 /// `POST /v1/containers` options.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct CreateQuery {
     /// Start it right away (default true).
     start: Option<bool>,
+}
+
+/// `GET /v1/containers` filters.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Only containers with this label, `KEY=VALUE` (or just `KEY`). Repeatable.
+    #[allow(dead_code)]
+    label: Option<Vec<String>>,
 }
 
 /// `DELETE /v1/containers/{id}` options.
@@ -46,11 +53,35 @@ pub struct LogsQuery {
     since: Option<String>,
 }
 
-/// Every container.
-#[utoipa::path(get, path = "/v1/containers", responses((status = 200, body = [Instance])))]
-pub async fn list(State(state): S) -> ApiResult<Json<Vec<Instance>>> {
+/// Every container (carrying the given labels).
+#[utoipa::path(get, path = "/v1/containers", params(ListQuery), responses((status = 200, body = [Instance])))]
+pub async fn list(
+    State(state): S,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult<Json<Vec<Instance>>> {
     let all = state.store().list_instances(Some(Kind::Container))?;
-    Ok(Json(all.iter().map(to_wire).collect()))
+    let wanted: Vec<(&str, Option<&str>)> = q
+        .iter()
+        .filter(|(k, _)| k == "label")
+        .map(|(_, l)| l)
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (l.as_str(), None),
+        })
+        .collect();
+    Ok(Json(
+        all.iter()
+            .filter(|r| {
+                let labels = c::spec_of(r).labels;
+                wanted.iter().all(|(k, v)| {
+                    labels
+                        .get(*k)
+                        .is_some_and(|have| v.is_none_or(|v| v == have))
+                })
+            })
+            .map(|r| state.wire(r))
+            .collect(),
+    ))
 }
 
 /// Create (and by default start) a container.
@@ -63,14 +94,14 @@ pub async fn create(
     ApiJson(spec): ApiJson<ContainerSpec>,
 ) -> ApiResult<(StatusCode, Json<Instance>)> {
     let rec = c::run(&state, spec, q.start.unwrap_or(true)).await?;
-    Ok((StatusCode::CREATED, Json(to_wire(&rec))))
+    Ok((StatusCode::CREATED, Json(state.wire(&rec))))
 }
 
 /// One container.
 #[utoipa::path(get, path = "/v1/containers/{id}", params(("id" = String, Path, description = "name, id or id prefix")),
     responses((status = 200, body = Instance), (status = 404, body = corral_api::ErrorBody)))]
 pub async fn inspect(State(state): S, Path(id): Path<String>) -> ApiResult<Json<Instance>> {
-    Ok(Json(to_wire(&state.find(Kind::Container, &id)?)))
+    Ok(Json(state.wire(&state.find(Kind::Container, &id)?)))
 }
 
 /// Remove a container.
@@ -89,7 +120,7 @@ pub async fn remove(
 #[utoipa::path(post, path = "/v1/containers/{id}/start", params(("id" = String, Path, description = "name or id")),
     responses((status = 200, body = Instance)))]
 pub async fn start(State(state): S, Path(id): Path<String>) -> ApiResult<Json<Instance>> {
-    Ok(Json(to_wire(&c::start(&state, &id).await?)))
+    Ok(Json(state.wire(&c::start(&state, &id).await?)))
 }
 
 /// SIGTERM, then SIGKILL after the timeout.
@@ -101,7 +132,7 @@ pub async fn stop(
     ApiJson(body): ApiJson<StopRequest>,
 ) -> ApiResult<Json<Instance>> {
     let t = body.timeout_secs.unwrap_or(10);
-    Ok(Json(to_wire(
+    Ok(Json(state.wire(
         &c::stop(&state, &id, Duration::from_secs(t)).await?,
     )))
 }
@@ -115,7 +146,7 @@ pub async fn kill(
     ApiJson(body): ApiJson<KillRequest>,
 ) -> ApiResult<Json<Instance>> {
     let sig = body.signal.unwrap_or_else(|| "KILL".into());
-    Ok(Json(to_wire(&c::kill(&state, &id, &sig).await?)))
+    Ok(Json(state.wire(&c::kill(&state, &id, &sig).await?)))
 }
 
 /// Block until the container exits.

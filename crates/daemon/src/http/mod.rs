@@ -2,6 +2,7 @@
 //! and the OpenAPI document generated from the handlers.
 
 mod containers;
+mod networks;
 pub mod openapi;
 mod system;
 mod vms;
@@ -51,6 +52,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/containers/{id}/logs", get(containers::logs))
         .route("/v1/containers/{id}/top", get(containers::top))
         .route("/v1/containers/{id}/stats", get(containers::stats))
+        .route("/v1/networks", get(networks::list).post(networks::create))
+        .route("/v1/networks/prune", post(networks::prune))
+        .route(
+            "/v1/networks/{name}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/v1/networks/{name}/taps", post(networks::tap))
         .route("/v1/vms", get(vms::list).post(vms::create))
         .route(
             "/v1/vms/{name}",

@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{containers, system, vms};
+use super::{containers, networks, system, vms};
 
 /// The API description served at `/v1/openapi.json`.
 #[derive(OpenApi)]
@@ -27,6 +27,12 @@ use super::{containers, system, vms};
         containers::logs,
         containers::top,
         containers::stats,
+        networks::list,
+        networks::create,
+        networks::inspect,
+        networks::remove,
+        networks::prune,
+        networks::tap,
         vms::list,
         vms::create,
         vms::inspect,
@@ -59,6 +65,8 @@ mod tests {
             "/v1/containers/{id}/logs",
             "/v1/vms/{name}/pause",
             "/v1/inventory",
+            "/v1/networks",
+            "/v1/networks/{name}",
         ] {
             assert!(
                 paths.contains_key(p),
@@ -72,6 +80,8 @@ mod tests {
             "Instance",
             "InventoryRow",
             "VmSpec",
+            "Network",
+            "NetworkAttachment",
         ] {
             assert!(schemas.contains_key(s), "schema {s} missing");
         }

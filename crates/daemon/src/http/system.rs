@@ -15,7 +15,6 @@ use utoipa::OpenApi;
 
 use super::S;
 use crate::error::ApiResult;
-use crate::state::to_wire;
 
 /// Daemon information.
 #[utoipa::path(get, path = "/v1/info", responses((status = 200, body = Info)))]
@@ -39,7 +38,7 @@ pub async fn info(State(state): S) -> ApiResult<Json<Info>> {
 #[utoipa::path(get, path = "/v1/instances", responses((status = 200, body = [Instance])))]
 pub async fn instances(State(state): S) -> ApiResult<Json<Vec<Instance>>> {
     let all = state.store().list_instances(None)?;
-    Ok(Json(all.iter().map(to_wire).collect()))
+    Ok(Json(all.iter().map(|r| state.wire(r)).collect()))
 }
 
 /// Live figures of every VM and container.

@@ -69,6 +69,15 @@ impl RunArgs {
             cap_drop: self.cap_drop.clone(),
             restart: Some(self.restart.clone()),
             network: self.network.clone(),
+            aliases: self.network_aliases.clone(),
+            labels: self
+                .labels
+                .iter()
+                .map(|l| match l.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (l.clone(), String::new()),
+                })
+                .collect(),
             auto_remove: self.rm,
         })
     }
