@@ -326,7 +326,8 @@ pub struct VmSpec {
     pub memory_mib: Option<u64>,
     /// Disks, `PATH[,ro]`.
     pub disks: Vec<String>,
-    /// Network: `none` or `tap=NAME`.
+    /// Network: a corral network's name (the daemon makes a tap on its bridge and puts the
+    /// address on the kernel command line), `none`, or `tap=NAME` (a tap made elsewhere).
     pub net: Option<String>,
     /// standard, high-mem or high-cpu.
     pub instance_type: Option<String>,

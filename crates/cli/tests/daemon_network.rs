@@ -526,3 +526,79 @@ fn host_kill9_of_the_daemon_keeps_the_network_and_restart_removes_leftovers() {
     w.ok(&["rm", "-f", "keep"]);
     w.assert_nothing_left();
 }
+
+#[test]
+fn host_vm_on_a_network_gets_a_tap_an_address_and_a_name() {
+    if skip() {
+        return;
+    }
+    let w = World::new(3);
+    let net = format!("{}-vm", w.prefix);
+    w.ok(&["network", "create", &net]);
+    // The VM is only defined (booting needs a guest kernel and virtio-net): the tap is made
+    // and recorded at create, its address goes on the kernel command line.
+    w.ok(&[
+        "vm",
+        "create",
+        "vm1",
+        "--kernel",
+        "/bin/sh",
+        "--network",
+        &net,
+        "--cmdline",
+        "console=ttyS0",
+    ]);
+    let vm = w.inspect("vm1");
+    let ip = vm["network"]["ip"].as_str().unwrap().to_string();
+    let tap = vm["network"]["host_link"].as_str().unwrap().to_string();
+    let gw = vm["network"]["gateway"].as_str().unwrap().to_string();
+    let link = Command::new("ip")
+        .args(["-o", "link", "show", &tap])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout);
+    let bridge = w.ok(&["network", "inspect", &net]);
+    let bridge: serde_json::Value = serde_json::from_str(&bridge).unwrap();
+    assert!(
+        link.contains(&format!("master {}", bridge["bridge"].as_str().unwrap())),
+        "{link}"
+    );
+    let toml = std::fs::read_to_string(w.root.join("vms/vm1/vm.toml")).unwrap();
+    assert!(toml.contains(&format!("tap = \"{tap}\"")), "{toml}");
+    assert!(
+        toml.contains(&format!(
+            "console=ttyS0 ip={ip}::{gw}:255.255.255.0::eth0:off"
+        )),
+        "{toml}"
+    );
+    // Containers of the network resolve the VM by name.
+    let ns = w.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &net,
+        "busybox",
+        "nslookup",
+        "vm1",
+    ]);
+    assert!(ns.contains(&ip), "{ns}");
+    assert!(w.fails(&["network", "rm", &net]).contains("in use"));
+    let err = w.fails(&[
+        "vm",
+        "create",
+        "vm2",
+        "--kernel",
+        "/bin/sh",
+        "--network",
+        "nosuch",
+    ]);
+    assert!(err.contains("no such network"), "{err}");
+    assert!(w
+        .fails(&["inspect", "vm2"])
+        .contains("no container or VM named"));
+
+    w.ok(&["vm", "rm", "vm1"]);
+    assert!(!w.links().contains(&tap), "the tap went with the VM");
+    w.ok(&["network", "rm", &net]);
+    w.assert_nothing_left();
+}

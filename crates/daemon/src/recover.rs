@@ -68,7 +68,7 @@ pub async fn recover(state: &Arc<AppState>) {
 async fn undo_create(state: &Arc<AppState>, rec: &InstanceRecord) {
     match rec.kind {
         Kind::Container => containers::teardown(state, rec).await,
-        Kind::Vm => vms::teardown(state, rec),
+        Kind::Vm => vms::teardown(state, rec).await,
     }
     if let Err(e) = state.store().delete_instance(&rec.id) {
         tracing::error!(id = %rec.id, error = %e, "deleting the row");

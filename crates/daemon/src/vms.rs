@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_api::{VmEdit, VmSpec};
+use corral_api::{TapAttachment, VmEdit, VmSpec};
 use corral_store::{InstanceRecord, Kind, Op, State};
 use corral_vmm::config::{DiskConfig, NetConfig, SerialConfig};
 use corral_vmm::VmConfig;
@@ -22,6 +22,28 @@ pub fn instance_type(name: &str) -> Option<(u8, u64)> {
         "high-mem" => Some((1, 2048)),
         "high-cpu" => Some((2, 256)),
         _ => None,
+    }
+}
+
+/// How a VM is networked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmNet {
+    /// No NIC.
+    None,
+    /// A NIC on a tap someone else made (`tap=NAME`).
+    Tap(String),
+    /// A NIC on a tap corral makes on this network, with an address from its IPAM.
+    Network(String),
+}
+
+/// The network a definition asks for.
+pub fn vm_net(spec: &VmSpec) -> VmNet {
+    match spec.net.as_deref() {
+        None | Some("") | Some("none") => VmNet::None,
+        Some(n) => match n.strip_prefix("tap=") {
+            Some(tap) => VmNet::Tap(tap.to_string()),
+            None => VmNet::Network(n.to_string()),
+        },
     }
 }
 
@@ -66,6 +88,28 @@ fn validate(spec: &mut VmSpec) -> ApiResult<()> {
             return Err(ApiError::invalid("initrd", format!("{i} does not exist")));
         }
     }
+    match vm_net(spec) {
+        VmNet::Tap(t) if t.is_empty() => {
+            return Err(ApiError::invalid("net", "tap= needs a tap name"))
+        }
+        VmNet::Network(n) if n == "host" => {
+            return Err(ApiError::invalid(
+                "net",
+                "a VM joins a network by name (or none, or tap=NAME); host is for containers",
+            ))
+        }
+        VmNet::Network(n)
+            if !n
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b)) =>
+        {
+            return Err(ApiError::invalid(
+                "net",
+                format!("{n:?}: use a network name, none or tap=NAME"),
+            ))
+        }
+        _ => {}
+    }
     for (i, d) in spec.disks.iter().enumerate() {
         let path = d.strip_suffix(",ro").unwrap_or(d);
         if !Path::new(path).is_file() {
@@ -78,8 +122,9 @@ fn validate(spec: &mut VmSpec) -> ApiResult<()> {
     Ok(())
 }
 
-/// The vmm's configuration for a definition: serial output to `logs/serial.log` in `dir`.
-pub fn to_config(spec: &VmSpec, dir: &Path) -> ApiResult<VmConfig> {
+/// The vmm's configuration for a definition: serial output to `logs/serial.log` in `dir`; on a
+/// network, the NIC on `tap` and its address on the kernel command line (`ip=`).
+pub fn to_config(spec: &VmSpec, dir: &Path, tap: Option<&TapAttachment>) -> ApiResult<VmConfig> {
     let kernel = spec
         .kernel
         .clone()
@@ -96,20 +141,27 @@ pub fn to_config(spec: &VmSpec, dir: &Path) -> ApiResult<VmConfig> {
                 .map_err(|e| ApiError::invalid(format!("disks[{i}]"), e.to_string()))?,
         );
     }
-    cfg.net = match spec.net.as_deref() {
-        None | Some("none") => None,
-        Some(n) => match n.strip_prefix("tap=") {
-            Some(tap) if !tap.is_empty() => Some(NetConfig {
-                tap: tap.into(),
-                mac: None,
-            }),
-            _ => {
-                return Err(ApiError::invalid(
-                    "net",
-                    format!("{n:?}: use none or tap=NAME (networks come with the net engine)"),
-                ))
+    cfg.net = match (vm_net(spec), tap) {
+        (VmNet::None, _) => None,
+        (VmNet::Tap(tap), _) => Some(NetConfig { tap, mac: None }),
+        (VmNet::Network(_), Some(t)) => {
+            let mut line = spec.cmdline.clone().unwrap_or_default();
+            if !line.is_empty() {
+                line.push(' ');
             }
-        },
+            line.push_str(&t.kernel_ip_arg);
+            cfg.cmdline = Some(line);
+            Some(NetConfig {
+                tap: t.tap.clone(),
+                mac: Some(t.mac.clone()),
+            })
+        }
+        (VmNet::Network(n), None) => {
+            return Err(ApiError::Internal(format!(
+                "VM {}: no tap on network {n} yet",
+                spec.name
+            )))
+        }
     };
     cfg.validate()
         .map_err(|e| ApiError::invalid("config", e.to_string()))?;
@@ -117,8 +169,8 @@ pub fn to_config(spec: &VmSpec, dir: &Path) -> ApiResult<VmConfig> {
 }
 
 /// The vm.toml text of a definition.
-pub fn to_toml(spec: &VmSpec, dir: &Path) -> ApiResult<String> {
-    let cfg = to_config(spec, dir)?;
+pub fn to_toml(spec: &VmSpec, dir: &Path, tap: Option<&TapAttachment>) -> ApiResult<String> {
+    let cfg = to_config(spec, dir, tap)?;
     let body = toml::to_string(&cfg).map_err(|e| ApiError::internal("writing vm.toml", e))?;
     Ok(format!(
         "# corral VM {:?} ({} instance); changes apply at the next start\n{body}",
@@ -148,19 +200,57 @@ pub async fn create(state: &Arc<AppState>, mut spec: VmSpec) -> ApiResult<Instan
         restart_count: 0,
     };
     let dir = state.config.vm_dir(&spec.name);
-    let text = to_toml(&spec, &dir)?;
+    let network = match vm_net(&spec) {
+        VmNet::Network(n) => {
+            if !state.net.exists(&n)? {
+                return Err(crate::network::api_error(
+                    corral_net::NetError::NoSuchNetwork(n),
+                ));
+            }
+            Some(n)
+        }
+        VmNet::None | VmNet::Tap(_) => {
+            to_toml(&spec, &dir, None)?;
+            None
+        }
+    };
     let journal = state.store().insert_instance(&rec, Op::Create, "begin")?;
-    let written = std::fs::create_dir_all(dir.join("logs"))
-        .and_then(|_| crate::shim::write_atomic(&dir.join("vm.toml"), text.as_bytes()));
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = write_definition(state, &rec, &spec, network.as_deref()).await {
+        teardown(state, &rec).await;
         state.store().delete_instance(&id)?;
-        return Err(ApiError::internal(format!("writing {}", dir.display()), e));
+        return Err(e);
     }
     crash::point("vmcreate:after-files");
     state.transition(&mut rec, State::Created, "create")?;
     state.store().journal_commit(journal)?;
     Ok(rec)
+}
+
+/// The tap of VM `id` on `network` (made when missing, see [`crate::network::vm_tap`]).
+async fn tap_for(
+    state: &AppState,
+    rec: &InstanceRecord,
+    network: &str,
+) -> ApiResult<TapAttachment> {
+    crate::network::vm_tap(state, &rec.id, network, vec![rec.name.to_ascii_lowercase()]).await
+}
+
+/// Plug the VM into its network (if any) and write `vms/NAME/vm.toml`.
+async fn write_definition(
+    state: &AppState,
+    rec: &InstanceRecord,
+    spec: &VmSpec,
+    network: Option<&str>,
+) -> ApiResult<()> {
+    let dir = state.config.vm_dir(&spec.name);
+    let tap = match network {
+        Some(n) => Some(tap_for(state, rec, n).await?),
+        None => None,
+    };
+    let text = to_toml(spec, &dir, tap.as_ref())?;
+    std::fs::create_dir_all(dir.join("logs"))
+        .and_then(|_| crate::shim::write_atomic(&dir.join("vm.toml"), text.as_bytes()))
+        .map_err(|e| ApiError::internal(format!("writing {}", dir.display()), e))
 }
 
 /// Change a stopped or running VM's definition (applies at the next start).
@@ -179,9 +269,11 @@ pub async fn edit(state: &Arc<AppState>, key: &str, edit: VmEdit) -> ApiResult<I
         spec.cmdline = Some(c);
     }
     validate(&mut spec)?;
-    let dir = state.config.vm_dir(&rec.name);
-    crate::shim::write_atomic(&dir.join("vm.toml"), to_toml(&spec, &dir)?.as_bytes())
-        .map_err(|e| ApiError::internal("writing vm.toml", e))?;
+    let network = match vm_net(&spec) {
+        VmNet::Network(n) => Some(n),
+        _ => None,
+    };
+    write_definition(state, &rec, &spec, network.as_deref()).await?;
     rec.spec = serde_json::to_value(&spec).expect("spec");
     state.store().update_instance(&rec)?;
     state.events.emit(&rec, "edit");
@@ -198,6 +290,10 @@ pub async fn start(state: &Arc<AppState>, key: &str) -> ApiResult<InstanceRecord
     }
     let journal = state.store().journal_begin(&rec.id, Op::Start, "begin")?;
     let dir = state.config.vm_dir(&rec.name);
+    if let Err(e) = ensure_tap(state, &rec, &dir).await {
+        state.store().journal_commit(journal)?;
+        return Err(e);
+    }
     let sock = state.config.vm_socket(&rec.name);
     let _ = std::fs::create_dir_all(sock.parent().expect("run/vms"));
     let _ = std::fs::remove_file(&sock);
@@ -249,6 +345,27 @@ pub async fn start(state: &Arc<AppState>, key: &str) -> ApiResult<InstanceRecord
     watch(state.clone(), rec.id.clone(), pid);
     state.store().journal_commit(journal)?;
     Ok(rec)
+}
+
+/// Before a start: a VM on a network gets its tap back if it is gone (a host reboot removes
+/// taps); vm.toml is rewritten only when the tap or address changed.
+async fn ensure_tap(state: &AppState, rec: &InstanceRecord, dir: &Path) -> ApiResult<()> {
+    let spec: VmSpec = serde_json::from_value(rec.spec.clone()).unwrap_or_default();
+    let VmNet::Network(network) = vm_net(&spec) else {
+        return Ok(());
+    };
+    let tap = tap_for(state, rec, &network).await?;
+    let current = VmConfig::load(&dir.join("vm.toml")).ok();
+    let same = current.is_some_and(|c| {
+        c.net.is_some_and(|n| n.tap == tap.tap)
+            && c.cmdline.is_some_and(|l| l.contains(&tap.kernel_ip_arg))
+    });
+    if !same {
+        let text = to_toml(&spec, dir, Some(&tap))?;
+        crate::shim::write_atomic(&dir.join("vm.toml"), text.as_bytes())
+            .map_err(|e| ApiError::internal("writing vm.toml", e))?;
+    }
+    Ok(())
 }
 
 async fn wait_socket(path: &Path) {
@@ -381,15 +498,18 @@ pub async fn remove(state: &Arc<AppState>, key: &str, force: bool) -> ApiResult<
     let mut rec = state.store().get_instance(&rec.id)?;
     state.store().journal_begin(&rec.id, Op::Remove, "begin")?;
     state.transition(&mut rec, State::Removing, "remove")?;
-    teardown(state, &rec);
+    teardown(state, &rec).await;
     state.store().delete_instance(&rec.id)?;
     state.events.emit(&rec, "destroy");
     state.locks.forget(&rec.id);
     Ok(())
 }
 
-/// Remove a VM's folder and socket.
-pub fn teardown(state: &AppState, rec: &InstanceRecord) {
+/// Remove a VM's tap (and address), folder and socket.
+pub async fn teardown(state: &AppState, rec: &InstanceRecord) {
+    if let Err(e) = state.net.detach(&rec.id).await {
+        tracing::warn!(id = %rec.id, error = %e, "teardown: network (the next start-up retries)");
+    }
     let _ = std::fs::remove_file(state.config.vm_socket(&rec.name));
     let _ = std::fs::remove_dir_all(state.config.vm_dir(&rec.name));
 }
@@ -428,7 +548,7 @@ mod tests {
         };
         validate(&mut spec).unwrap();
         assert_eq!(spec.memory_mib, Some(2048));
-        let text = to_toml(&spec, dir.path()).unwrap();
+        let text = to_toml(&spec, dir.path(), None).unwrap();
         let path = dir.path().join("vm.toml");
         std::fs::write(&path, &text).unwrap();
         let cfg = VmConfig::load(&path).unwrap();
@@ -440,9 +560,28 @@ mod tests {
             matches!(validate(&mut spec), Err(ApiError::Invalid { field, .. }) if field == "instance_type")
         );
         spec.instance_type = None;
-        spec.net = Some("bridge0".into());
+        spec.net = Some("host".into());
         assert!(
-            matches!(to_toml(&spec, dir.path()), Err(ApiError::Invalid { field, .. }) if field == "net")
+            matches!(validate(&mut spec), Err(ApiError::Invalid { field, .. }) if field == "net")
         );
+        spec.net = Some("lan".into());
+        spec.cmdline = Some("console=ttyS0".into());
+        validate(&mut spec).unwrap();
+        let tap = TapAttachment {
+            tap: "crlt4".into(),
+            ip: "10.213.0.5".into(),
+            gateway: "10.213.0.1".into(),
+            netmask: "255.255.255.0".into(),
+            mac: "02:c0:0a:d5:00:05".into(),
+            kernel_ip_arg: "ip=10.213.0.5::10.213.0.1:255.255.255.0::eth0:off".into(),
+        };
+        let cfg = to_config(&spec, dir.path(), Some(&tap)).unwrap();
+        assert_eq!(cfg.net.as_ref().unwrap().tap, "crlt4");
+        assert_eq!(cfg.net.unwrap().mac.as_deref(), Some("02:c0:0a:d5:00:05"));
+        assert_eq!(
+            cfg.cmdline.as_deref(),
+            Some("console=ttyS0 ip=10.213.0.5::10.213.0.1:255.255.255.0::eth0:off")
+        );
+        assert!(to_config(&spec, dir.path(), None).is_err());
     }
 }

@@ -111,8 +111,9 @@ pub struct VmCreateArgs {
     /// A disk image; append ",ro" for read-only. Repeatable.
     #[arg(long = "disk", value_name = "PATH[,ro]")]
     pub disks: Vec<String>,
-    /// Network to join: a network name, none, or host.
-    #[arg(long, value_name = "NAME|none")]
+    /// Network to join: a network name (a tap on its bridge, the address on the kernel command
+    /// line as `ip=`), none, or tap=NAME for a tap made elsewhere.
+    #[arg(long, visible_alias = "network", value_name = "NAME|none|tap=NAME")]
     pub net: Option<String>,
     /// Instance type: standard, high-mem or high-cpu.
     #[arg(long = "type", value_name = "TYPE", default_value = "standard")]

@@ -12,7 +12,6 @@ use utoipa::IntoParams;
 
 use super::{ApiJson, S};
 use crate::error::ApiResult;
-use crate::state::to_wire;
 use crate::vms as v;
 
 /// `DELETE /v1/vms/{name}` options.
@@ -26,7 +25,7 @@ pub struct RemoveQuery {
 #[utoipa::path(get, path = "/v1/vms", responses((status = 200, body = [Instance])))]
 pub async fn list(State(state): S) -> ApiResult<Json<Vec<Instance>>> {
     let all = state.store().list_instances(Some(Kind::Vm))?;
-    Ok(Json(all.iter().map(to_wire).collect()))
+    Ok(Json(all.iter().map(|r| state.wire(r)).collect()))
 }
 
 /// Define a VM (writes vms/NAME/vm.toml).
@@ -38,7 +37,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Instance>)> {
     Ok((
         StatusCode::CREATED,
-        Json(to_wire(&v::create(&state, spec).await?)),
+        Json(state.wire(&v::create(&state, spec).await?)),
     ))
 }
 
@@ -46,7 +45,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/vms/{name}", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, body = Instance), (status = 404, body = corral_api::ErrorBody)))]
 pub async fn inspect(State(state): S, Path(name): Path<String>) -> ApiResult<Json<Instance>> {
-    Ok(Json(to_wire(&state.find(Kind::Vm, &name)?)))
+    Ok(Json(state.wire(&state.find(Kind::Vm, &name)?)))
 }
 
 /// Remove a VM and its folder.
@@ -69,14 +68,14 @@ pub async fn edit(
     Path(name): Path<String>,
     ApiJson(e): ApiJson<VmEdit>,
 ) -> ApiResult<Json<Instance>> {
-    Ok(Json(to_wire(&v::edit(&state, &name, e).await?)))
+    Ok(Json(state.wire(&v::edit(&state, &name, e).await?)))
 }
 
 /// Start the VM under its own monitor process.
 #[utoipa::path(post, path = "/v1/vms/{name}/start", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, body = Instance)))]
 pub async fn start(State(state): S, Path(name): Path<String>) -> ApiResult<Json<Instance>> {
-    Ok(Json(to_wire(&v::start(&state, &name).await?)))
+    Ok(Json(state.wire(&v::start(&state, &name).await?)))
 }
 
 /// Ask the guest to power off; turn it off after the timeout.
@@ -88,7 +87,7 @@ pub async fn shutdown(
     ApiJson(body): ApiJson<ShutdownRequest>,
 ) -> ApiResult<Json<Instance>> {
     let t = body.timeout_secs.unwrap_or(30);
-    Ok(Json(to_wire(
+    Ok(Json(state.wire(
         &v::stop(&state, &name, true, Duration::from_secs(t)).await?,
     )))
 }
@@ -97,7 +96,7 @@ pub async fn shutdown(
 #[utoipa::path(post, path = "/v1/vms/{name}/off", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, body = Instance)))]
 pub async fn off(State(state): S, Path(name): Path<String>) -> ApiResult<Json<Instance>> {
-    Ok(Json(to_wire(
+    Ok(Json(state.wire(
         &v::stop(&state, &name, false, Duration::from_secs(5)).await?,
     )))
 }
@@ -106,12 +105,12 @@ pub async fn off(State(state): S, Path(name): Path<String>) -> ApiResult<Json<In
 #[utoipa::path(post, path = "/v1/vms/{name}/pause", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, body = Instance)))]
 pub async fn pause(State(state): S, Path(name): Path<String>) -> ApiResult<Json<Instance>> {
-    Ok(Json(to_wire(&v::pause(&state, &name, true).await?)))
+    Ok(Json(state.wire(&v::pause(&state, &name, true).await?)))
 }
 
 /// Resume the vCPUs.
 #[utoipa::path(post, path = "/v1/vms/{name}/resume", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, body = Instance)))]
 pub async fn resume(State(state): S, Path(name): Path<String>) -> ApiResult<Json<Instance>> {
-    Ok(Json(to_wire(&v::pause(&state, &name, false).await?)))
+    Ok(Json(state.wire(&v::pause(&state, &name, false).await?)))
 }
