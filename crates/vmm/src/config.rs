@@ -20,6 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
+use corral_devices::virtio::net;
 use serde::{Deserialize, Serialize};
 
 use crate::accel::Accel;
@@ -103,15 +104,93 @@ pub struct NetConfig {
     pub mac: Option<String>,
 }
 
+impl NetConfig {
+    /// Parse the `--net` flag's NIC form: `tap=NAME[,mac=AA:BB:CC:DD:EE:FF]`.
+    pub fn parse_flag(s: &str) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            field: "--net",
+            message,
+        };
+        let (mut tap, mut mac) = (None, None);
+        for part in s.split(',') {
+            match part.split_once('=') {
+                Some(("tap", v)) if !v.is_empty() => tap = Some(v.to_owned()),
+                Some(("mac", v)) if !v.is_empty() => mac = Some(v.to_owned()),
+                _ => {
+                    return Err(invalid(format!(
+                        "{s:?}: expected tap=NAME[,mac=AA:BB:CC:DD:EE:FF] or none"
+                    )))
+                }
+            }
+        }
+        let tap = tap.ok_or_else(|| invalid(format!("{s:?}: tap=NAME is missing")))?;
+        let cfg = NetConfig { tap, mac };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The guest's MAC: the configured one, or one derived from the tap name.
+    pub fn mac_address(&self) -> Result<net::Mac, ConfigError> {
+        match &self.mac {
+            None => Ok(net::derive_mac(&self.tap)),
+            Some(m) => net::parse_mac(m).ok_or_else(|| ConfigError::Invalid {
+                field: "net.mac",
+                message: format!("{m:?} is not a unicast MAC address like 52:54:00:12:34:56"),
+            }),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !net::tap::valid_ifname(&self.tap) {
+            return Err(ConfigError::Invalid {
+                field: "net.tap",
+                message: format!(
+                    "{:?} is not an interface name (1 to 15 bytes, no '/', ':' or spaces)",
+                    self.tap
+                ),
+            });
+        }
+        self.mac_address().map(|_| ())
+    }
+}
+
 /// A virtio-vsock device; the host side is a Unix socket (Firecracker's hybrid vsock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VsockConfig {
     /// Guest context ID (>= 3).
     pub cid: u32,
-    /// Host Unix socket path (default: next to the control socket, or `/tmp/corral-vsock-<pid>.sock`).
+    /// Host Unix socket path (default: `vsock.sock` beside the vm.toml, or
+    /// `$TMPDIR/corral-vsock-<pid>.sock` for a VM defined by flags only).
     #[serde(default)]
     pub uds_path: Option<PathBuf>,
+}
+
+impl VsockConfig {
+    /// Parse the `--vsock CID[,uds=PATH]` flag.
+    pub fn parse_flag(s: &str) -> Result<Self, ConfigError> {
+        let invalid = || ConfigError::Invalid {
+            field: "--vsock",
+            message: format!("{s:?}: expected CID[,uds=PATH] with a CID of 3 or more"),
+        };
+        let (cid, rest) = s.split_once(',').map_or((s, None), |(c, r)| (c, Some(r)));
+        let cid = cid.parse::<u32>().map_err(|_| invalid())?;
+        let uds_path = match rest {
+            None => None,
+            Some(r) => match r.strip_prefix("uds=") {
+                Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+                _ => return Err(invalid()),
+            },
+        };
+        Ok(VsockConfig { cid, uds_path })
+    }
+
+    /// The host socket path, with the default for VMs defined by flags only.
+    pub fn socket_path(&self) -> PathBuf {
+        self.uds_path.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("corral-vsock-{}.sock", std::process::id()))
+        })
+    }
 }
 
 /// A virtio-balloon device.
@@ -278,6 +357,10 @@ impl VmConfig {
                 fix(i);
             }
             cfg.disks.iter_mut().for_each(|d| fix(&mut d.path));
+            if let Some(v) = cfg.vsock.as_mut() {
+                let p = v.uds_path.get_or_insert_with(|| "vsock.sock".into());
+                fix(p);
+            }
         }
         Ok(cfg)
     }
@@ -308,6 +391,21 @@ impl VmConfig {
                     crate::memory::MIN_MEMORY >> 20
                 ),
             });
+        }
+        if let Some(n) = &self.net {
+            n.validate()?;
+        }
+        if let Some(b) = &self.balloon {
+            if u64::from(b.target_mib) << 20 > mem {
+                return Err(ConfigError::Invalid {
+                    field: "balloon.target_mib",
+                    message: format!(
+                        "{} MiB is more than the guest's {} MiB",
+                        b.target_mib,
+                        mem >> 20
+                    ),
+                });
+            }
         }
         if let Some(v) = &self.vsock {
             if v.cid < 3 {
@@ -364,6 +462,45 @@ mod tests {
     }
 
     #[test]
+    fn vsock_flag() {
+        let v = VsockConfig::parse_flag("3").unwrap();
+        assert_eq!((v.cid, v.uds_path), (3, None));
+        let v = VsockConfig::parse_flag("7,uds=/run/x.sock").unwrap();
+        assert_eq!(v.uds_path, Some("/run/x.sock".into()));
+        for bad in ["", "x", "3,", "3,path=/x", "3,uds="] {
+            assert!(VsockConfig::parse_flag(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn net_flag_and_mac() {
+        let n = NetConfig::parse_flag("tap=vmtap0").unwrap();
+        assert_eq!(n.tap, "vmtap0");
+        assert_eq!(n.mac_address().unwrap(), net::derive_mac("vmtap0"));
+        let n = NetConfig::parse_flag("tap=t1,mac=52:54:00:00:00:01").unwrap();
+        assert_eq!(n.mac_address().unwrap(), [0x52, 0x54, 0, 0, 0, 1]);
+        for bad in [
+            "tap=",
+            "mac=52:54:00:00:00:01",
+            "tap=t,mac=zz",
+            "tap=a/b",
+            "tap=t,x=1",
+        ] {
+            assert!(NetConfig::parse_flag(bad).is_err(), "{bad}");
+        }
+        let mut c = VmConfig::new("k".into());
+        c.net = Some(NetConfig {
+            tap: "t0".into(),
+            mac: Some("01:00:00:00:00:00".into()),
+        });
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("net.mac:"));
+    }
+
+    #[test]
     fn toml_round_trip_with_relative_paths() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vm.toml");
@@ -378,6 +515,8 @@ mod tests {
         assert_eq!(cfg.disks[0].path, dir.path().join("root.img"));
         assert_eq!(cfg.serial, SerialConfig::File("/tmp/x.log".into()));
         assert_eq!(cfg.accel, Accel::Kvm);
+        let vsock = cfg.vsock.as_ref().unwrap();
+        assert_eq!(vsock.socket_path(), dir.path().join("vsock.sock"));
         cfg.validate().unwrap();
         let text = toml::to_string(&cfg).unwrap();
         let again: VmConfig = toml::from_str(&text).unwrap();

@@ -11,7 +11,12 @@
 //! - `stop`    → ends the VM (the `corral vmm` process exits 0): `{"state": "stopping"}`
 //! - `metrics` → `{"vcpu_time_ns": [..], "exits": {"io_in": n, "io_out": n, "mmio_read": n,
 //!   "mmio_write": n, "hlt": n, "interrupted": n, "other": n}, "serial_tx_bytes": n,
-//!   "rss_bytes": n}`
+//!   "rss_bytes": n, "devices": {"net0": {"rx_frames": n, …}, "vda": {…}}}`
+//! - `balloon` with `"target_mib": N` → asks the guest to give back N MiB (0 deflates it
+//!   fully): `{"target_mib": N}`
+//! - `balloon_stats` → `{"target_pages": n, "actual_pages": n, "inflated_pages": n,
+//!   "deflated_pages": n, "stats": {"free_memory": bytes, "total_memory": bytes, …},
+//!   "stats_age_s": n|null}` (also asks the guest for fresh statistics)
 //!
 //! Response: `{"version": 1, "ok": true, "result": {...}}` or
 //! `{"version": 1, "ok": false, "error": "<message>"}`. A request with another `version` is
@@ -58,11 +63,14 @@ pub struct Request {
     pub version: u32,
     /// Operation.
     pub op: Op,
+    /// The balloon target for `balloon`, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_mib: Option<u64>,
 }
 
 /// Operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     /// Running or paused.
     Status,
@@ -74,6 +82,10 @@ pub enum Op {
     Stop,
     /// Counters.
     Metrics,
+    /// Set the balloon's target (`target_mib`).
+    Balloon,
+    /// The balloon's state and the guest's memory statistics.
+    BalloonStats,
 }
 
 /// A response.
@@ -125,6 +137,14 @@ pub trait Controlled {
     fn metrics(&self) -> serde_json::Value;
     /// Number of vCPUs.
     fn vcpus(&self) -> usize;
+    /// Set the balloon target.
+    fn balloon_set(&self, _target_mib: u64) -> Result<(), String> {
+        Err("this VM has no balloon device".into())
+    }
+    /// The balloon's state as JSON.
+    fn balloon_stats(&self) -> Result<serde_json::Value, String> {
+        Err("this VM has no balloon device".into())
+    }
 }
 
 impl Controlled for MachineHandle {
@@ -145,6 +165,14 @@ impl Controlled for MachineHandle {
     }
     fn vcpus(&self) -> usize {
         MachineHandle::vcpu_count(self)
+    }
+    fn balloon_set(&self, target_mib: u64) -> Result<(), String> {
+        self.balloon_set_target(target_mib)
+            .map_err(|e| e.to_string())
+    }
+    fn balloon_stats(&self) -> Result<serde_json::Value, String> {
+        let s = self.balloon_status().map_err(|e| e.to_string())?;
+        serde_json::to_value(s).map_err(|e| e.to_string())
     }
 }
 
@@ -179,6 +207,17 @@ pub fn handle_line(line: &str, target: &dyn Controlled) -> Response {
             Response::ok(serde_json::json!({"state": "stopping"}))
         }
         Op::Metrics => Response::ok(target.metrics()),
+        Op::Balloon => match req.target_mib {
+            None => Response::err("balloon needs \"target_mib\"".into()),
+            Some(mib) => match target.balloon_set(mib) {
+                Ok(()) => Response::ok(serde_json::json!({"target_mib": mib})),
+                Err(e) => Response::err(e),
+            },
+        },
+        Op::BalloonStats => match target.balloon_stats() {
+            Ok(v) => Response::ok(v),
+            Err(e) => Response::err(e),
+        },
     }
 }
 
@@ -258,13 +297,21 @@ impl<C: Controlled + Send> MutEventSubscriber for ControlServer<C> {
 
 /// A client call: send `op`, return the response (for the daemon and tests).
 pub fn call(path: &Path, op: Op) -> std::io::Result<Response> {
+    call_request(
+        path,
+        &Request {
+            version: PROTOCOL_VERSION,
+            op,
+            target_mib: None,
+        },
+    )
+}
+
+/// A client call with a full request (operations that take arguments).
+pub fn call_request(path: &Path, req: &Request) -> std::io::Result<Response> {
     let stream = UnixStream::connect(path)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let req = Request {
-        version: PROTOCOL_VERSION,
-        op,
-    };
-    let mut text = serde_json::to_string(&req).map_err(std::io::Error::other)?;
+    let mut text = serde_json::to_string(req).map_err(std::io::Error::other)?;
     text.push('\n');
     (&stream).write_all(text.as_bytes())?;
     let mut line = String::new();
@@ -319,6 +366,11 @@ mod tests {
         assert_eq!(r.result.unwrap()["rss_bytes"], 1);
         handle_line(r#"{"version":1,"op":"stop"}"#, &f);
         assert!(f.stopped.load(Ordering::SeqCst));
+        let r = handle_line(r#"{"version":1,"op":"balloon","target_mib":8}"#, &f);
+        assert_eq!(r.error.as_deref(), Some("this VM has no balloon device"));
+        let r = handle_line(r#"{"version":1,"op":"balloon"}"#, &f);
+        assert!(r.error.unwrap().contains("target_mib"));
+        assert!(!handle_line(r#"{"version":1,"op":"balloon_stats"}"#, &f).ok);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use corral_devices::legacy::{SerialDevice, SerialOut, I8042};
+use corral_devices::virtio::balloon::{self, BalloonHandle, BalloonStatus};
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -17,6 +18,7 @@ use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, Vm};
 use crate::memory::{self, MemoryError};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::vcpu_loop::{run_vcpu, MachineExit, RunControl, VcpuContext};
+use crate::virtio_setup::{AttachedDevice, DeviceEvents};
 use crate::GuestMem;
 
 /// COM1's ports.
@@ -74,6 +76,9 @@ pub struct Machine {
     control: Arc<RunControl>,
     metrics: Arc<Metrics>,
     cmdline: String,
+    devices: Arc<Vec<AttachedDevice>>,
+    balloon: Option<BalloonHandle>,
+    memory_bytes: u64,
 }
 
 /// A handle other threads use to pause, resume, stop and observe a running machine.
@@ -83,6 +88,25 @@ pub struct MachineHandle {
     metrics: Arc<Metrics>,
     serial: Arc<Mutex<SerialDevice>>,
     vcpus: usize,
+    devices: Arc<Vec<AttachedDevice>>,
+    balloon: Option<BalloonHandle>,
+    memory_bytes: u64,
+}
+
+/// Errors of balloon requests.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BalloonRequestError {
+    /// The VM has no balloon device.
+    #[error("this VM has no balloon device (add [balloon] to its vm.toml)")]
+    NoBalloon,
+    /// The target is more than the guest has.
+    #[error("balloon target {target_mib} MiB is more than the guest's {memory_mib} MiB")]
+    TooLarge {
+        /// Requested target.
+        target_mib: u64,
+        /// Guest memory.
+        memory_mib: u64,
+    },
 }
 
 impl MachineHandle {
@@ -109,8 +133,44 @@ impl MachineHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .tx_bytes;
-        self.metrics.snapshot(tx)
+        let mut snap = self.metrics.snapshot(tx);
+        for d in self.devices.iter() {
+            let t = d.transport.lock().unwrap_or_else(|p| p.into_inner());
+            snap.devices.insert(
+                d.id.clone(),
+                t.counters()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+            );
+        }
+        snap
     }
+    /// Ask the guest to give back `target_mib` MiB through the balloon.
+    pub fn balloon_set_target(&self, target_mib: u64) -> Result<(), BalloonRequestError> {
+        let b = self
+            .balloon
+            .as_ref()
+            .ok_or(BalloonRequestError::NoBalloon)?;
+        if target_mib << 20 > self.memory_bytes {
+            return Err(BalloonRequestError::TooLarge {
+                target_mib,
+                memory_mib: self.memory_bytes >> 20,
+            });
+        }
+        b.set_target_pages(((target_mib << 20) / balloon::PAGE) as u32);
+        Ok(())
+    }
+
+    /// The balloon's target, actual size and the guest's latest memory statistics.
+    pub fn balloon_status(&self) -> Result<BalloonStatus, BalloonRequestError> {
+        let b = self
+            .balloon
+            .as_ref()
+            .ok_or(BalloonRequestError::NoBalloon)?;
+        Ok(b.status())
+    }
+
     /// Number of vCPUs.
     pub fn vcpu_count(&self) -> usize {
         self.vcpus
@@ -168,10 +228,14 @@ impl Machine {
             })?;
         let mut mmio = Bus::new();
         let mut cmdline = cmdline;
-        for dev in crate::virtio_setup::create_devices(config)? {
-            let index = crate::virtio_setup::attach(&mut mmio, &vm, &mem, dev, hv)?;
+        let mut devices = Vec::new();
+        let set = crate::virtio_setup::create_devices(config)?;
+        let balloon = set.balloon;
+        for dev in set.devices {
+            let (index, attached) = crate::virtio_setup::attach(&mut mmio, &vm, &mem, dev, hv)?;
             let (base, irq) = crate::virtio_setup::slot(index);
             cmdline.push_str(&format!(" virtio_mmio.device=4K@{base:#x}:{irq}"));
+            devices.push(attached);
         }
 
         let spec = BootSpec {
@@ -207,6 +271,9 @@ impl Machine {
             reset_evt,
             control,
             cmdline,
+            devices: Arc::new(devices),
+            balloon,
+            memory_bytes: size,
         })
     }
 
@@ -217,6 +284,9 @@ impl Machine {
             metrics: self.metrics.clone(),
             serial: self.serial.clone(),
             vcpus: self.vcpus.len(),
+            devices: self.devices.clone(),
+            balloon: self.balloon.clone(),
+            memory_bytes: self.memory_bytes,
         }
     }
 
@@ -250,6 +320,11 @@ impl Machine {
             control: self.control.clone(),
             reset: self.reset_evt.try_clone().map_err(os_err("eventfd"))?,
         }));
+        for d in self.devices.iter() {
+            if let Some(s) = DeviceEvents::for_device(d) {
+                manager.add_subscriber(Box::new(s));
+            }
+        }
         for s in extra {
             manager.add_subscriber(s);
         }

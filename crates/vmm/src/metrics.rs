@@ -44,6 +44,9 @@ pub struct MetricsSnapshot {
     pub serial_tx_bytes: u64,
     /// Resident set size of the VMM process, bytes.
     pub rss_bytes: u64,
+    /// Counters of each virtio device by its short name (vda, net0, rng0, …).
+    #[serde(default)]
+    pub devices: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -91,6 +94,7 @@ impl Metrics {
                 .collect(),
             serial_tx_bytes,
             rss_bytes: rss_bytes(),
+            devices: Default::default(),
         }
     }
 }

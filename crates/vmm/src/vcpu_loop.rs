@@ -19,7 +19,8 @@ pub enum MachineExit {
     Reset,
     /// The guest powered off.
     PowerOff,
-    /// The guest halted with nothing to wake it.
+    /// The guest halted with nothing to wake it: how Linux powers off a microVM without ACPI
+    /// ("Power off not available: System halted instead"), so a clean end.
     Halted {
         /// The vCPU that halted.
         vcpu: u8,
@@ -49,7 +50,10 @@ impl MachineExit {
     pub fn is_clean(&self) -> bool {
         matches!(
             self,
-            MachineExit::Reset | MachineExit::PowerOff | MachineExit::Stopped
+            MachineExit::Reset
+                | MachineExit::PowerOff
+                | MachineExit::Halted { .. }
+                | MachineExit::Stopped
         )
     }
 }

@@ -2,12 +2,17 @@
 //! a 4 KiB window and its own IOAPIC pin, announced to Linux with `virtio_mmio.device=`.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use corral_devices::virtio::balloon::{self, Balloon, BalloonHandle};
 use corral_devices::virtio::block::Block;
 use corral_devices::virtio::mmio::MmioTransport;
+use corral_devices::virtio::net::{self, Net};
 use corral_devices::virtio::rng::Rng;
+use corral_devices::virtio::vsock::Vsock;
 use corral_devices::virtio::VirtioDevice;
 use corral_disk::RawDisk;
+use event_manager::{EventOps, Events, MutEventSubscriber};
 
 use crate::boot::layout::{IOAPIC_PINS, VIRTIO_IRQ_BASE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE};
 use crate::bus::Bus;
@@ -16,10 +21,12 @@ use crate::hypervisor::{Hypervisor, Vm};
 use crate::machine::MachineError;
 use crate::GuestMem;
 
-/// A device to attach, with a name for errors.
+/// A device to attach, with names for errors and metrics.
 pub struct NewDevice {
     /// e.g. "disk /path/root.img".
     pub name: String,
+    /// Short name in metrics: vda, net0, rng0, …
+    pub id: String,
     /// The device.
     pub device: Box<dyn VirtioDevice>,
 }
@@ -32,9 +39,28 @@ pub fn slot(index: usize) -> (u64, u32) {
     )
 }
 
-/// The virtio devices `config` asks for, in order: disks, then the entropy device.
-pub fn create_devices(config: &VmConfig) -> Result<Vec<NewDevice>, MachineError> {
-    let mut out = Vec::new();
+/// A virtio device on the bus, kept by the machine for host events and metrics.
+pub struct AttachedDevice {
+    /// Short name in metrics: vda, net0, rng0, …
+    pub id: String,
+    /// The transport (also on the MMIO bus).
+    pub transport: Arc<Mutex<MmioTransport>>,
+}
+
+/// The devices of a VM, and the handles the VMM keeps on some of them.
+#[derive(Default)]
+pub struct DeviceSet {
+    /// Devices in slot order.
+    pub devices: Vec<NewDevice>,
+    /// The balloon's control handle, if there is a balloon.
+    pub balloon: Option<BalloonHandle>,
+}
+
+/// The virtio devices `config` asks for, in order: disks, the NIC, vsock, the balloon, then
+/// the entropy device.
+pub fn create_devices(config: &VmConfig) -> Result<DeviceSet, MachineError> {
+    let mut set = DeviceSet::default();
+    let out = &mut set.devices;
     for (i, d) in config.disks.iter().enumerate() {
         let disk = RawDisk::open(&d.path, d.read_only).map_err(|e| MachineError::Device {
             device: format!("disk {}", d.path.display()),
@@ -43,44 +69,73 @@ pub fn create_devices(config: &VmConfig) -> Result<Vec<NewDevice>, MachineError>
         let id = format!("corral-vd{}", (b'a' + i as u8) as char);
         out.push(NewDevice {
             name: format!("disk {}", d.path.display()),
+            id: format!("vd{}", (b'a' + i as u8) as char),
             device: Box::new(Block::new(Box::new(disk), &id)),
         });
     }
-    if config.net.is_some() {
-        return Err(MachineError::Device {
+    if let Some(n) = &config.net {
+        let tap = net::tap::open_tap(&n.tap).map_err(|e| MachineError::Device {
             device: "net".into(),
-            message: "virtio-net is not implemented yet".into(),
+            message: e.to_string(),
+        })?;
+        let mac = n.mac_address()?;
+        tracing::info!("net0: tap {} mac {}", n.tap, net::format_mac(&mac));
+        out.push(NewDevice {
+            name: format!("net tap {}", n.tap),
+            id: "net0".into(),
+            device: Box::new(Net::new(tap, mac)),
         });
     }
-    if config.vsock.is_some() {
-        return Err(MachineError::Device {
+    if let Some(v) = &config.vsock {
+        let path = v.socket_path();
+        let dev = Vsock::new(u64::from(v.cid), &path).map_err(|e| MachineError::Device {
             device: "vsock".into(),
-            message: "virtio-vsock is not implemented yet".into(),
+            message: e.to_string(),
+        })?;
+        tracing::info!(
+            "vsock0: guest CID {}, host socket {}",
+            v.cid,
+            path.display()
+        );
+        out.push(NewDevice {
+            name: format!("vsock {}", path.display()),
+            id: "vsock0".into(),
+            device: Box::new(dev),
         });
     }
-    if config.balloon.is_some() {
-        return Err(MachineError::Device {
+    if let Some(b) = &config.balloon {
+        let pages =
+            u32::try_from(u64::from(b.target_mib) * (1 << 20) / balloon::PAGE).unwrap_or(u32::MAX);
+        let interval = Duration::from_secs(u64::from(b.stats_interval_s));
+        let dev = Balloon::new(pages, interval).map_err(|e| MachineError::Device {
             device: "balloon".into(),
-            message: "virtio-balloon is not implemented yet".into(),
+            message: e.to_string(),
+        })?;
+        set.balloon = Some(dev.handle());
+        out.push(NewDevice {
+            name: "balloon".into(),
+            id: "balloon0".into(),
+            device: Box::new(dev),
         });
     }
     if config.rng {
         out.push(NewDevice {
             name: "rng".into(),
+            id: "rng0".into(),
             device: Box::new(Rng::new()),
         });
     }
-    Ok(out)
+    Ok(set)
 }
 
-/// Put `dev` on the bus in the next free slot; returns the slot index.
+/// Put `dev` on the bus in the next free slot; returns the slot index and the device.
 pub fn attach(
     mmio: &mut Bus,
     vm: &Arc<dyn Vm>,
     mem: &GuestMem,
     dev: NewDevice,
     hv: &dyn Hypervisor,
-) -> Result<usize, MachineError> {
+) -> Result<(usize, AttachedDevice), MachineError> {
     let index = mmio.len();
     let (base, irq) = slot(index);
     if irq >= IOAPIC_PINS {
@@ -96,11 +151,58 @@ pub fn attach(
         backend: hv.name(),
         source,
     })?;
-    let transport = MmioTransport::new(dev.device, mem.clone(), line);
-    mmio.insert(Arc::new(Mutex::new(transport)), base, VIRTIO_MMIO_SIZE)
+    let transport = Arc::new(Mutex::new(MmioTransport::new(
+        dev.device,
+        mem.clone(),
+        line,
+    )));
+    mmio.insert(transport.clone(), base, VIRTIO_MMIO_SIZE)
         .map_err(|e| MachineError::Device {
             device: dev.name,
             message: e.to_string(),
         })?;
-    Ok(index)
+    Ok((
+        index,
+        AttachedDevice {
+            id: dev.id,
+            transport,
+        },
+    ))
+}
+
+/// Feeds a device's host-side readiness (its tap, its sockets) from the event loop to the
+/// device, which moves the data and raises its interrupt.
+pub struct DeviceEvents {
+    device: AttachedDevice,
+}
+
+impl DeviceEvents {
+    /// A subscriber for `device`, or None when it has no host fds.
+    pub fn for_device(device: &AttachedDevice) -> Option<Self> {
+        let fds = lock(&device.transport).host_fds();
+        (!fds.is_empty()).then(|| DeviceEvents {
+            device: AttachedDevice {
+                id: device.id.clone(),
+                transport: device.transport.clone(),
+            },
+        })
+    }
+}
+
+fn lock(t: &Mutex<MmioTransport>) -> std::sync::MutexGuard<'_, MmioTransport> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl MutEventSubscriber for DeviceEvents {
+    fn process(&mut self, events: Events, _ops: &mut EventOps) {
+        lock(&self.device.transport).host_event(events.fd());
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        for (fd, set) in lock(&self.device.transport).host_fds() {
+            if let Err(e) = ops.add(Events::new_raw(fd, set)) {
+                tracing::error!("{}: event loop registration: {e:?}", self.device.id);
+            }
+        }
+    }
 }

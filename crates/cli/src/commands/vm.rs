@@ -71,12 +71,13 @@ pub struct VmRunArgs {
     /// A virtio-blk disk image; append ",ro" for read-only. Repeatable.
     #[arg(long = "disk", value_name = "PATH[,ro]")]
     pub disks: Vec<String>,
-    /// Network: a virtio-net NIC on an existing tap (tap=NAME), or none.
-    #[arg(long, value_name = "tap=NAME|none")]
+    /// Network: a virtio-net NIC on an existing tap (tap=NAME, optional ,mac=…), or none.
+    #[arg(long, value_name = "tap=NAME[,mac=MAC]|none")]
     pub net: Option<String>,
-    /// A virtio-vsock device with this guest CID.
-    #[arg(long, value_name = "CID")]
-    pub vsock: Option<u32>,
+    /// A virtio-vsock device with this guest CID; host programs reach it through the Unix
+    /// socket PATH (`CONNECT <port>` on it; default $TMPDIR/corral-vsock-<pid>.sock).
+    #[arg(long, value_name = "CID[,uds=PATH]")]
+    pub vsock: Option<String>,
     /// Where the serial console goes.
     #[arg(long, value_name = "stdio|file:PATH|none")]
     pub serial: Option<String>,

@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use corral_vmm::config::{ConfigError, DiskConfig, NetConfig, SerialConfig, VsockConfig};
+use corral_vmm::config::{DiskConfig, NetConfig, SerialConfig, VsockConfig};
 use corral_vmm::console::ConsoleInput;
 use corral_vmm::hypervisor::kvm::KvmHypervisor;
 use corral_vmm::{Accel, Backend, Hypervisor, KvmProbe, Machine, VmConfig};
@@ -41,27 +41,10 @@ pub fn config_from_args(args: &VmRunArgs) -> anyhow::Result<VmConfig> {
     match args.net.as_deref() {
         None => {}
         Some("none") => cfg.net = None,
-        Some(s) => match s.strip_prefix("tap=") {
-            Some(tap) if !tap.is_empty() => {
-                cfg.net = Some(NetConfig {
-                    tap: tap.to_owned(),
-                    mac: None,
-                })
-            }
-            _ => {
-                return Err(ConfigError::Invalid {
-                    field: "--net",
-                    message: format!("{s:?}: expected tap=NAME or none"),
-                }
-                .into())
-            }
-        },
+        Some(s) => cfg.net = Some(NetConfig::parse_flag(s)?),
     }
-    if let Some(cid) = args.vsock {
-        cfg.vsock = Some(VsockConfig {
-            cid,
-            uds_path: None,
-        });
+    if let Some(v) = &args.vsock {
+        cfg.vsock = Some(VsockConfig::parse_flag(v)?);
     }
     if let Some(s) = &args.serial {
         cfg.serial = s.parse()?;

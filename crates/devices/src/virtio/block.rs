@@ -176,9 +176,12 @@ impl VirtioDevice for Block {
     fn process_queue(
         &mut self,
         queue: usize,
-        q: &mut Queue,
+        queues: &mut [Queue],
         mem: &GuestMem,
     ) -> Result<bool, VirtioError> {
+        let Some(q) = queues.get_mut(queue) else {
+            return Ok(false);
+        };
         let bad = |message: String| VirtioError::BadRequest { queue, message };
         let mut used = false;
         while let Some(chain) = q.pop_descriptor_chain(mem) {
@@ -258,7 +261,9 @@ mod tests {
         write_desc(mem, dq.desc, 1, DATA, data_len, flags, 2);
         write_desc(mem, dq.desc, 2, STATUS, 1, WRITE, 0);
         dq.publish(mem, &[0]);
-        assert!(b.process_queue(0, &mut q, mem).unwrap());
+        assert!(b
+            .process_queue(0, std::slice::from_mut(&mut q), mem)
+            .unwrap());
         let (head, len) = dq.used_elem(mem, 0);
         assert_eq!(head, 0);
         (mem.read_obj(GuestAddress(STATUS)).unwrap(), len)
@@ -295,7 +300,9 @@ mod tests {
             write_desc(&mem, dq.desc, 0, HDR, 16, NEXT, 1);
             write_desc(&mem, dq.desc, 1, STATUS, 1, WRITE, 0);
             dq.publish(&mem, &[0]);
-            assert!(b.process_queue(0, &mut q, &mem).unwrap());
+            assert!(b
+                .process_queue(0, std::slice::from_mut(&mut q), &mem)
+                .unwrap());
             mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap()
         };
         assert_eq!(dq_flush, S_OK);

@@ -1,9 +1,11 @@
 //! The virtio-mmio transport (virtio 1.x "modern" register layout, version 2).
 
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use virtio_queue::{Queue, QueueT};
+use vmm_sys_util::epoll::EventSet;
 
 use super::{VirtioDevice, VIRTIO_F_VERSION_1};
 use crate::{BusDevice, GuestMem, Interrupt};
@@ -15,6 +17,7 @@ const VENDOR: u32 = 0x4c52_4f43; // "CORL"
 const STATUS_DRIVER_OK: u32 = 4;
 const STATUS_FAILED: u32 = 128;
 const INT_USED_RING: u32 = 1;
+const INT_CONFIG: u32 = 2;
 
 /// The transport's persisted state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +30,9 @@ pub struct MmioState {
     pub interrupt_status: u32,
     /// Selected queue.
     pub queue_select: u32,
+    /// Bumped whenever the device changes its config space.
+    #[serde(default)]
+    pub config_generation: u32,
 }
 
 /// A virtio device on the MMIO bus.
@@ -38,6 +44,7 @@ pub struct MmioTransport {
     state: MmioState,
     features_select: u32,
     driver_features_select: u32,
+    early_notify: Vec<bool>,
     /// Queue notifications handled.
     pub notifications: u64,
 }
@@ -45,15 +52,17 @@ pub struct MmioTransport {
 impl MmioTransport {
     /// Wrap `device`, which uses `mem` and raises `irq`.
     pub fn new(device: Box<dyn VirtioDevice>, mem: GuestMem, irq: Arc<dyn Interrupt>) -> Self {
-        let queues = device
+        let queues: Vec<Queue> = device
             .queue_max_sizes()
             .iter()
             .map(|&max| Queue::new(max).expect("queue sizes are powers of two"))
             .collect();
+        let early_notify = vec![false; queues.len()];
         MmioTransport {
             device,
             mem,
             irq,
+            early_notify,
             queues,
             state: MmioState::default(),
             features_select: 0,
@@ -77,6 +86,7 @@ impl MmioTransport {
 
     fn reset(&mut self) {
         self.state = MmioState::default();
+        self.early_notify.fill(false);
         for q in &mut self.queues {
             q.reset();
         }
@@ -86,15 +96,58 @@ impl MmioTransport {
     fn notify(&mut self, index: usize) {
         self.notifications += 1;
         if self.state.status & STATUS_DRIVER_OK == 0 {
+            // Linux's balloon queues its first statistics buffer before DRIVER_OK: remember
+            // the notification and replay it once the driver is ready.
+            if let Some(p) = self.early_notify.get_mut(index) {
+                *p = true;
+            }
             return;
         }
-        let Some(q) = self.queues.get_mut(index) else {
-            return;
-        };
-        if !q.ready() {
+        if !self.queues.get(index).is_some_and(|q| q.ready()) {
             return;
         }
-        match self.device.process_queue(index, q, &self.mem) {
+        let result = self
+            .device
+            .process_queue(index, &mut self.queues, &self.mem);
+        self.after_processing(result);
+    }
+
+    /// Host file descriptors the device wants watched by the event loop.
+    pub fn host_fds(&self) -> Vec<(RawFd, EventSet)> {
+        self.device.host_fds()
+    }
+
+    /// One of the device's host fds is ready: let the device move data, interrupt if needed.
+    /// Ignored until the driver is ready (the device catches up on its next queue notify).
+    pub fn host_event(&mut self, fd: RawFd) {
+        if self.state.status & STATUS_DRIVER_OK == 0 || self.state.status & STATUS_FAILED != 0 {
+            return;
+        }
+        let result = self.device.host_event(fd, &mut self.queues, &self.mem);
+        self.after_processing(result);
+    }
+
+    /// The device's counters, with the transport's own.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut c = vec![("notifications", self.notifications)];
+        c.extend(self.device.counters());
+        c
+    }
+
+    /// The virtio device type (1 net, 2 block, …).
+    pub fn device_type(&self) -> u32 {
+        self.device.device_type()
+    }
+
+    fn after_processing(&mut self, result: Result<bool, super::VirtioError>) {
+        if self.device.take_config_changed() {
+            self.state.config_generation = self.state.config_generation.wrapping_add(1);
+            self.state.interrupt_status |= INT_CONFIG;
+            if let Err(e) = self.irq.trigger() {
+                tracing::warn!("virtio config interrupt: {e}");
+            }
+        }
+        match result {
             Ok(true) => {
                 self.state.interrupt_status |= INT_USED_RING;
                 if let Err(e) = self.irq.trigger() {
@@ -129,7 +182,7 @@ impl MmioTransport {
             0x044 => self.selected().map(|q| q.ready() as u32).unwrap_or(0),
             0x060 => self.state.interrupt_status,
             0x070 => self.state.status,
-            0x0fc => 0,
+            0x0fc => self.state.config_generation,
             _ => 0,
         }
     }
@@ -179,6 +232,12 @@ impl MmioTransport {
                             }
                         }
                         self.device.activate(acked);
+                        let early = std::mem::take(&mut self.early_notify);
+                        self.early_notify = vec![false; early.len()];
+                        for (i, _) in early.iter().enumerate().filter(|(_, &n)| n) {
+                            self.notifications -= 1;
+                            self.notify(i);
+                        }
                     }
                 }
             }
@@ -275,5 +334,30 @@ mod tests {
         w(&mut t, 0x70, 0);
         assert_eq!(r(&mut t, 0x70), 0, "reset");
         assert_eq!(r(&mut t, 0x44), 0, "queue not ready after reset");
+    }
+
+    #[test]
+    fn a_notify_before_driver_ok_is_replayed_when_the_driver_is_ready() {
+        let mem = new_mem();
+        let irq = Arc::new(IrqLevel::new(5));
+        let mut t = MmioTransport::new(Box::new(Rng::new()), mem.clone(), irq.clone());
+        w(&mut t, 0x70, 1 | 2);
+        w(&mut t, 0x24, 1);
+        w(&mut t, 0x20, 1);
+        w(&mut t, 0x70, 1 | 2 | 8);
+        let dq = DriverQueue::new(0x10000, 16);
+        w(&mut t, 0x38, 16);
+        w(&mut t, 0x80, dq.desc as u32);
+        w(&mut t, 0x90, dq.avail as u32);
+        w(&mut t, 0xa0, dq.used as u32);
+        w(&mut t, 0x44, 1);
+        write_desc(&mem, dq.desc, 0, 0x40000, 32, 2, 0);
+        dq.publish(&mem, &[0]);
+        w(&mut t, 0x50, 0);
+        assert_eq!(dq.used_idx(&mem), 0, "not before DRIVER_OK");
+        w(&mut t, 0x70, 1 | 2 | 8 | 4);
+        assert_eq!(dq.used_idx(&mem), 1, "replayed at DRIVER_OK");
+        assert_eq!(irq.count(), 1);
+        assert_eq!(t.notifications, 1);
     }
 }

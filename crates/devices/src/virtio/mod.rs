@@ -5,13 +5,19 @@
 //! unit-tested with in-memory guest memory; [`mmio::MmioTransport`] does the register
 //! protocol and raises the interrupt.
 
+pub mod balloon;
 pub mod block;
 pub mod mmio;
+pub mod net;
 pub mod rng;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod vsock;
+
+use std::os::fd::RawFd;
 
 use virtio_queue::Queue;
+use vmm_sys_util::epoll::EventSet;
 
 use crate::GuestMem;
 
@@ -53,15 +59,41 @@ pub trait VirtioDevice: Send {
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
     /// The driver set DRIVER_OK with these features.
     fn activate(&mut self, _acked_features: u64) {}
-    /// Handle available buffers on `queue`; returns whether any were used (interrupt needed).
+    /// Handle available buffers on `queues[queue]` after the driver notified it; returns
+    /// whether any queue has new used buffers (an interrupt is needed). Every queue is passed
+    /// because handling one can fill another (vsock answers a TX packet on its RX queue).
     fn process_queue(
         &mut self,
         queue: usize,
-        q: &mut Queue,
+        queues: &mut [Queue],
         mem: &GuestMem,
     ) -> Result<bool, VirtioError>;
     /// The driver reset the device.
     fn reset(&mut self) {}
+    /// Host file descriptors the event loop watches for this device for its whole life (a
+    /// tap, a nested epoll); each with the events wanted. The device keeps them open.
+    fn host_fds(&self) -> Vec<(RawFd, EventSet)> {
+        Vec::new()
+    }
+    /// One of [`VirtioDevice::host_fds`] is ready; called only once the driver is ready
+    /// (DRIVER_OK). Returns whether any queue has new used buffers.
+    fn host_event(
+        &mut self,
+        _fd: RawFd,
+        _queues: &mut [Queue],
+        _mem: &GuestMem,
+    ) -> Result<bool, VirtioError> {
+        Ok(false)
+    }
+    /// Whether the config space changed on the device's side since the last call (the
+    /// transport then raises a configuration-change interrupt).
+    fn take_config_changed(&mut self) -> bool {
+        false
+    }
+    /// Named counters for the control socket's metrics.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// Copy `src` bytes of a little-endian config struct into a config read.

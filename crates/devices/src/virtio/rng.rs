@@ -52,9 +52,12 @@ impl VirtioDevice for Rng {
     fn process_queue(
         &mut self,
         queue: usize,
-        q: &mut Queue,
+        queues: &mut [Queue],
         mem: &GuestMem,
     ) -> Result<bool, VirtioError> {
+        let Some(q) = queues.get_mut(queue) else {
+            return Ok(false);
+        };
         let mut used = false;
         while let Some(chain) = q.pop_descriptor_chain(mem) {
             let head = chain.head_index();
@@ -98,12 +101,18 @@ mod tests {
         write_desc(&mem, dq.desc, 1, 0x41000, 64, WRITE, 0);
         dq.publish(&mem, &[0]);
         let mut rng = Rng::new();
-        assert!(rng.process_queue(0, &mut q, &mem).unwrap());
+        assert!(rng
+            .process_queue(0, std::slice::from_mut(&mut q), &mem)
+            .unwrap());
         assert_eq!(dq.used_elem(&mem, 0), (0, 128));
         let mut a = [0u8; 64];
         mem.read_slice(&mut a, GuestAddress(0x40000)).unwrap();
         assert!(a.iter().any(|&b| b != 0), "random bytes written");
         assert_eq!(rng.bytes_served, 128);
-        assert!(!rng.process_queue(0, &mut q, &mem).unwrap(), "nothing new");
+        assert!(
+            !rng.process_queue(0, std::slice::from_mut(&mut q), &mem)
+                .unwrap(),
+            "nothing new"
+        );
     }
 }
