@@ -125,6 +125,16 @@ pub enum Command {
     Completion(crate::commands::completion::CompletionArgs),
 }
 
+impl Command {
+    /// Whether this command is a long-running server (daemon, VMM, shim) rather than a client.
+    pub fn is_server(&self) -> bool {
+        matches!(
+            self,
+            Command::Daemon(_) | Command::Vmm(_) | Command::Shim(_)
+        )
+    }
+}
+
 /// The process arguments, with `corral-runc ARGS` rewritten to `corral oci ARGS` so containerd
 /// can use corral through `BinaryName`.
 pub fn args_with_face() -> Vec<OsString> {

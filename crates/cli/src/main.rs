@@ -23,11 +23,21 @@ fn main() -> ExitCode {
         return commands::oci::main(oci_args);
     }
     let cli = Cli::parse_from(args);
+    if !cli.command.is_server() {
+        die_quietly_on_closed_pipe();
+    }
     init_tracing(cli.global.verbose);
     match commands::dispatch(cli) {
         Ok(code) => code,
         Err(err) => exit::report(&err),
     }
+}
+
+/// `corral image inspect | head` ends like coreutils do (SIGPIPE) instead of panicking in
+/// `println!`; long-running servers keep Rust's ignored SIGPIPE and see EPIPE instead.
+fn die_quietly_on_closed_pipe() {
+    // SAFETY: resetting a signal disposition to its default before any thread is started.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 fn init_tracing(verbose: u8) {
