@@ -73,6 +73,8 @@ pub enum Command {
     Logs(container::LogsArgs),
     /// Run a command in a running container.
     Exec(container::ExecArgs),
+    /// Start created or stopped containers (in the background).
+    Start(container::StartArgs),
     /// Stop containers: SIGTERM, then SIGKILL after a grace period.
     Stop(container::StopArgs),
     /// Send a signal to containers (SIGKILL by default).

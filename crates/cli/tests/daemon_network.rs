@@ -330,6 +330,13 @@ fn host_containers_reach_each_other_by_name_and_the_host_reaches_published_ports
     let body = w.ok(&["exec", "client", "sh", "-c", &nc_get("www")]);
     assert!(body.contains(short), "{body}");
     w.ok(&["exec", "client", "ping", "-c", "1", "-W", "2", "web"]);
+    // Container → a published port through the gateway (hairpin NAT back into the bridge).
+    let gw_port = format!(
+        "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {} {port}",
+        w.inspect("client")["network"]["gateway"].as_str().unwrap()
+    );
+    let body = w.ok(&["exec", "client", "sh", "-c", &gw_port]);
+    assert!(body.contains(short), "{body}");
     // The container's files point at the network's DNS responder.
     let resolv = w.ok(&["exec", "client", "cat", "/etc/resolv.conf"]);
     let gw = w.inspect("client")["network"]["gateway"]
@@ -345,7 +352,7 @@ fn host_containers_reach_each_other_by_name_and_the_host_reaches_published_ports
     let err = w.fails(&[
         "run", "-d", "--name", "dup", "-p", &publish, "busybox", "true",
     ]);
-    assert!(err.contains("already published by"), "{err}");
+    assert!(err.contains("already published by container web"), "{err}");
     // A port a host process holds: refused too.
     let held = TcpListener::bind("0.0.0.0:0").unwrap();
     let held_port = held.local_addr().unwrap().port();
@@ -518,8 +525,20 @@ fn host_kill9_of_the_daemon_keeps_the_network_and_restart_removes_leftovers() {
     let netns = w.netns_files();
     assert_eq!(netns.len(), 1, "only keep's namespace: {netns:?}");
     assert_eq!(w.links().len(), 2, "the bridge and keep's veth only");
-    // Names still resolve through the restarted DNS responder.
+    // Stop and start keep the address; a namespace lost meanwhile (as a reboot loses /run) is
+    // made again at start.
     let keep_ip = w.ip_of("keep");
+    w.ok(&["stop", "-t", "1", "keep"]);
+    let keep_id = w.inspect("keep")["id"].as_str().unwrap().to_string();
+    let ns_path = w.run.join("netns").join(&keep_id);
+    nix::mount::umount2(&ns_path, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    std::fs::remove_file(&ns_path).unwrap();
+    w.ok(&["start", "keep"]);
+    assert_eq!(http_get(port, "/hostname").trim(), short);
+    assert_eq!(w.links().len(), 2, "the old veth went with its namespace");
+
+    // Names still resolve through the restarted DNS responder.
+    assert_eq!(w.ip_of("keep"), keep_ip);
     let ns = w.ok(&["run", "--rm", "busybox", "nslookup", "keep"]);
     assert!(ns.contains(&keep_ip), "{ns}");
 

@@ -283,13 +283,15 @@ impl Networking {
     }
 
     /// Give instance `id` a network namespace at [`Self::netns_path`] plugged into `network`
-    /// with `names` and `ports`. On failure nothing is left.
+    /// with `names` and `ports`. On failure nothing is left; `describe` turns another
+    /// instance's id into words for errors (e.g. who holds a port).
     pub async fn attach_container(
         &self,
         id: &str,
         network: &str,
         names: Vec<String>,
         ports: Vec<PortMapping>,
+        describe: impl Fn(&str) -> String,
     ) -> ApiResult<Attachment> {
         let _op = self.op.lock().await;
         let path = self.netns_path(id);
@@ -309,7 +311,13 @@ impl Networking {
                 if let Err(e) = netns::remove(&path) {
                     tracing::warn!(error = %e, "removing the namespace of a failed attach");
                 }
-                Err(api_error(e))
+                Err(match e {
+                    NetError::PortInUse { port, instance } => ApiError::Conflict(format!(
+                        "port {port} is already published by {}",
+                        describe(&instance)
+                    )),
+                    e => api_error(e),
+                })
             }
         }
     }

@@ -110,6 +110,23 @@ fn network_rules(table: &str, net: &NetworkRecord, others: &[&str]) -> Vec<Value
             ],
             &format!("{} localhost", net.name),
         ),
+        // An instance reaching a published port of its own network through a host address
+        // (the gateway, the host's IP): the DNAT'd packet goes back out the same bridge, so it
+        // is masqueraded to the gateway, or the reply would come straight from the peer.
+        rule(
+            table,
+            "postrouting",
+            vec![
+                eq(meta("oifname"), br.clone()),
+                eq(
+                    payload("ip", "saddr"),
+                    prefix(net.subnet.network(), net.subnet.prefix_len()),
+                ),
+                json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
+                json!({"masquerade": null}),
+            ],
+            &format!("{} hairpin", net.name),
+        ),
         // Instances reaching beyond their bridge leave with the host's address.
         rule(
             table,

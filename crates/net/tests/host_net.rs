@@ -268,14 +268,14 @@ async fn host_published_port_from_localhost() {
     let table = nft::list(&w.prefix)
         .unwrap()
         .expect("corral's table exists");
-    assert!(table.to_string().contains("dnat"));
+    assert!(table.to_string().contains("\"dnat\":"), "a DNAT statement");
     // Removed with the instance: nothing answers any more.
     m.detach("web").await.unwrap();
     assert!(!nft::list(&w.prefix)
         .unwrap()
         .unwrap()
         .to_string()
-        .contains("dnat"));
+        .contains("\"dnat\":"));
     m.remove_network("n1").await.unwrap();
     assert!(
         nft::list(&w.prefix).unwrap().is_none(),

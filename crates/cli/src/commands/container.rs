@@ -133,6 +133,14 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// `corral start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Container names or IDs.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
 /// `corral stop`.
 #[derive(Debug, Args)]
 pub struct StopArgs {

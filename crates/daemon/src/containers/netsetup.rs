@@ -15,6 +15,14 @@ use crate::error::ApiResult;
 use crate::network::write_file;
 use crate::state::AppState;
 
+/// "container NAME" for an instance id (errors about who holds a port).
+fn describe(state: &AppState) -> impl Fn(&str) -> String + '_ {
+    move |id| match state.store().get_instance(id) {
+        Ok(r) => format!("container {}", r.name),
+        Err(_) => format!("instance {id}"),
+    }
+}
+
 /// Names a container answers to on its network: its name, its short id, its aliases.
 fn names(rec: &InstanceRecord, spec: &ContainerSpec) -> Vec<String> {
     let mut names = vec![rec.name.to_ascii_lowercase(), rec.id[..12].to_string()];
@@ -68,7 +76,7 @@ pub async fn setup(
             let ports = spec::ports(spec)?;
             let att = state
                 .net
-                .attach_container(&rec.id, &network, names(rec, spec), ports)
+                .attach_container(&rec.id, &network, names(rec, spec), ports, describe(state))
                 .await?;
             inputs.files.extend(write_files(state, rec, &att)?);
             inputs.netns = Some(state.net.netns_path(&rec.id));
@@ -100,7 +108,13 @@ pub async fn ensure(state: &Arc<AppState>, rec: &InstanceRecord) -> ApiResult<()
     state.net.detach(&rec.id).await?;
     let att = state
         .net
-        .attach_container(&rec.id, &network, names(rec, &spec), spec::ports(&spec)?)
+        .attach_container(
+            &rec.id,
+            &network,
+            names(rec, &spec),
+            spec::ports(&spec)?,
+            describe(state),
+        )
         .await?;
     write_files(state, rec, &att)?;
     Ok(())

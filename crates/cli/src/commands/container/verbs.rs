@@ -260,6 +260,17 @@ fn each(
     })
 }
 
+impl StartArgs {
+    /// Run the verb.
+    pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let api = Api::connect(global)?;
+        each(&self.containers, |n| {
+            api.block_on(api.client.start_container(n))?;
+            Ok(())
+        })
+    }
+}
+
 impl StopArgs {
     /// Run the verb.
     pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
