@@ -140,6 +140,12 @@ fn bad_inputs_fail_with_one_line_and_status_1() {
             "disk /nonexistent/disk.img",
         ),
         (vec!["--kernel", h, "--net", "bogus"], "--net"),
+        (vec!["--kernel", h, "--net", "tap=a/b"], "net.tap"),
+        (
+            vec!["--kernel", h, "--net", "tap=t0,mac=01:00:5e:00:00:01"],
+            "net.mac",
+        ),
+        (vec!["--kernel", h, "--vsock", "2"], "reserved"),
         (vec!["--cpus", "2"], "--kernel"),
     ];
     for (args, expect) in cases {
@@ -167,6 +173,49 @@ fn bad_inputs_fail_with_one_line_and_status_1() {
         assert_eq!(out.status.code(), Some(1));
         assert!(stderr(&out).contains("not a bootable"), "{}", stderr(&out));
     }
+}
+
+#[test]
+fn host_device_backends_that_cannot_open_fail_with_one_line() {
+    if skip_host_tests() {
+        return;
+    }
+    // The software CPU builds the machine on any host; the devices fail before it boots.
+    let hello = corral_vmm::test_guests::path("hello");
+    let missing_tap = format!("vmmnosuch{}", std::process::id() % 100_000);
+    let cases = [
+        (
+            vec!["--net".to_owned(), format!("tap={missing_tap}")],
+            "no such interface",
+        ),
+        (vec!["--net".to_owned(), "tap=lo".to_owned()], "TUNSETIFF"),
+        (
+            vec![
+                "--vsock".to_owned(),
+                "3,uds=/nonexistent/dir/v.sock".to_owned(),
+            ],
+            "vsock socket /nonexistent/dir/v.sock",
+        ),
+    ];
+    for (extra, expect) in cases {
+        let mut all = vec![
+            "vm",
+            "run",
+            "--accel",
+            "emu",
+            "--kernel",
+            hello.to_str().unwrap(),
+        ];
+        all.extend(extra.iter().map(String::as_str));
+        let out = corral(&all);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{all:?}: {err}");
+        assert!(err.contains(expect), "{all:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{all:?}: {err}");
+    }
+    assert!(!std::path::Path::new("/sys/class/net")
+        .join(&missing_tap)
+        .exists());
 }
 
 #[test]

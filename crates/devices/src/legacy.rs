@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use vm_superio::{I8042Device, Serial, SerialState, Trigger};
+use vm_superio::{Serial, SerialState, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::{BusDevice, Interrupt, InterruptError};
@@ -116,36 +116,7 @@ impl BusDevice for SerialDevice {
     }
 }
 
-/// The i8042 keyboard controller at ports 0x60/0x64; only its CPU-reset command matters.
-pub struct I8042 {
-    dev: I8042Device<EventTrigger>,
-}
-
-impl I8042 {
-    /// A controller that signals `reset` when the guest pulses the reset line.
-    pub fn new(reset: EventFd) -> Self {
-        I8042 {
-            dev: I8042Device::new(EventTrigger(reset)),
-        }
-    }
-}
-
-impl BusDevice for I8042 {
-    fn read(&mut self, offset: u64, data: &mut [u8]) {
-        data.fill(0);
-        if let Some(b) = data.first_mut() {
-            *b = self.dev.read(offset as u8);
-        }
-    }
-
-    fn write(&mut self, offset: u64, data: &[u8]) {
-        if let Some(&b) = data.first() {
-            if let Err(e) = self.dev.write(offset as u8, b) {
-                tracing::warn!("i8042 reset signal: {e}");
-            }
-        }
-    }
-}
+pub use crate::i8042::I8042;
 
 #[cfg(test)]
 mod tests {
@@ -186,14 +157,5 @@ mod tests {
         s.read(0, &mut rx);
         assert_eq!(rx[0], b'x');
         assert_eq!(s.state().interrupt_enable, 1);
-    }
-
-    #[test]
-    fn i8042_reset_command_signals_the_eventfd() {
-        let evt = EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap();
-        let mut dev = I8042::new(evt.try_clone().unwrap());
-        assert!(evt.read().is_err(), "nothing signalled yet");
-        dev.write(4, &[0xfe]);
-        assert_eq!(evt.read().unwrap(), 1);
     }
 }

@@ -10,6 +10,7 @@
 //!   the in-kernel IOAPIC; the software CPU: its own IOAPIC).
 
 pub mod bus;
+pub mod i8042;
 pub mod interrupt;
 pub mod legacy;
 pub mod virtio;
