@@ -11,7 +11,7 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("create OUT_DIR/guests");
     println!("cargo:rustc-env=CORRAL_TEST_GUESTS_DIR={}", dir.display());
     println!("cargo:rerun-if-changed=guests");
-    for name in ["hello", "long", "fault", "idle"] {
+    for name in ["hello", "long", "fault", "idle", "notify"] {
         let src = Path::new("guests").join(format!("{name}.S"));
         let obj = dir.join(format!("{name}.o"));
         let elf = dir.join(format!("{name}.elf"));

@@ -18,7 +18,7 @@ use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, Vm};
 use crate::memory::{self, MemoryError};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::vcpu_loop::{run_vcpu, MachineExit, RunControl, VcpuContext};
-use crate::virtio_setup::{AttachedDevice, DeviceEvents};
+use crate::virtio_setup::{AttachedDevice, DeviceEvents, QueueNotifies};
 use crate::GuestMem;
 
 /// COM1's ports.
@@ -322,6 +322,9 @@ impl Machine {
         }));
         for d in self.devices.iter() {
             if let Some(s) = DeviceEvents::for_device(d) {
+                manager.add_subscriber(Box::new(s));
+            }
+            if let Some(s) = QueueNotifies::for_device(d) {
                 manager.add_subscriber(Box::new(s));
             }
         }

@@ -6,18 +6,21 @@ use std::time::Duration;
 
 use corral_devices::virtio::balloon::{self, Balloon, BalloonHandle};
 use corral_devices::virtio::block::Block;
-use corral_devices::virtio::mmio::MmioTransport;
+use corral_devices::virtio::mmio::{MmioTransport, QUEUE_NOTIFY};
 use corral_devices::virtio::net::{self, Net};
 use corral_devices::virtio::rng::Rng;
 use corral_devices::virtio::vsock::Vsock;
 use corral_devices::virtio::VirtioDevice;
 use corral_disk::RawDisk;
 use event_manager::{EventOps, Events, MutEventSubscriber};
+use std::os::fd::AsRawFd;
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::boot::layout::{IOAPIC_PINS, VIRTIO_IRQ_BASE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE};
 use crate::bus::Bus;
 use crate::config::VmConfig;
-use crate::hypervisor::{Hypervisor, Vm};
+use crate::hypervisor::{Hypervisor, HypervisorError, Vm};
 use crate::machine::MachineError;
 use crate::GuestMem;
 
@@ -45,6 +48,9 @@ pub struct AttachedDevice {
     pub id: String,
     /// The transport (also on the MMIO bus).
     pub transport: Arc<Mutex<MmioTransport>>,
+    /// One eventfd per queue the backend signals on a queue notify (KVM ioeventfd); empty
+    /// when the backend has none and notifies arrive as MMIO writes.
+    pub notify_evts: Vec<EventFd>,
 }
 
 /// The devices of a VM, and the handles the VMM keeps on some of them.
@@ -158,22 +164,89 @@ pub fn attach(
     )));
     mmio.insert(transport.clone(), base, VIRTIO_MMIO_SIZE)
         .map_err(|e| MachineError::Device {
-            device: dev.name,
+            device: dev.name.clone(),
             message: e.to_string(),
+        })?;
+    let queues = lock(&transport).queue_count();
+    let notify_evts =
+        notify_eventfds(vm.as_ref(), base + QUEUE_NOTIFY, queues).map_err(|message| {
+            MachineError::Device {
+                device: dev.name,
+                message,
+            }
         })?;
     Ok((
         index,
         AttachedDevice {
             id: dev.id,
             transport,
+            notify_evts,
         },
     ))
+}
+
+/// An eventfd per queue, registered for notify writes at `addr`; none when the backend has no
+/// ioeventfd.
+fn notify_eventfds(vm: &dyn Vm, addr: u64, queues: usize) -> Result<Vec<EventFd>, String> {
+    let mut evts = Vec::with_capacity(queues);
+    for q in 0..queues {
+        let evt = EventFd::new(EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
+        match vm.register_mmio_notify(addr, q as u32, &evt) {
+            Ok(()) => evts.push(evt),
+            Err(HypervisorError::Unsupported { .. }) if q == 0 => return Ok(Vec::new()),
+            Err(e) => return Err(format!("queue {q} notify: {e}")),
+        }
+    }
+    Ok(evts)
+}
+
+/// Hands queue notifications the backend signalled on eventfds to the device.
+pub struct QueueNotifies {
+    id: String,
+    transport: Arc<Mutex<MmioTransport>>,
+    evts: Vec<EventFd>,
+}
+
+impl QueueNotifies {
+    /// A subscriber for `device`'s notify eventfds, or None when it has none.
+    pub fn for_device(device: &AttachedDevice) -> Option<Self> {
+        let evts: Vec<EventFd> = device
+            .notify_evts
+            .iter()
+            .filter_map(|e| e.try_clone().ok())
+            .collect();
+        (!evts.is_empty()).then(|| QueueNotifies {
+            id: device.id.clone(),
+            transport: device.transport.clone(),
+            evts,
+        })
+    }
+}
+
+impl MutEventSubscriber for QueueNotifies {
+    fn process(&mut self, events: Events, _ops: &mut EventOps) {
+        let Some(q) = self.evts.iter().position(|e| e.as_raw_fd() == events.fd()) else {
+            return;
+        };
+        if self.evts[q].read().is_ok() {
+            lock(&self.transport).queue_notify(q);
+        }
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        for e in &self.evts {
+            if let Err(err) = ops.add(Events::new_raw(e.as_raw_fd(), EventSet::IN)) {
+                tracing::error!("{}: queue notify registration: {err:?}", self.id);
+            }
+        }
+    }
 }
 
 /// Feeds a device's host-side readiness (its tap, its sockets) from the event loop to the
 /// device, which moves the data and raises its interrupt.
 pub struct DeviceEvents {
-    device: AttachedDevice,
+    id: String,
+    transport: Arc<Mutex<MmioTransport>>,
 }
 
 impl DeviceEvents {
@@ -181,10 +254,8 @@ impl DeviceEvents {
     pub fn for_device(device: &AttachedDevice) -> Option<Self> {
         let fds = lock(&device.transport).host_fds();
         (!fds.is_empty()).then(|| DeviceEvents {
-            device: AttachedDevice {
-                id: device.id.clone(),
-                transport: device.transport.clone(),
-            },
+            id: device.id.clone(),
+            transport: device.transport.clone(),
         })
     }
 }
@@ -195,13 +266,13 @@ fn lock(t: &Mutex<MmioTransport>) -> std::sync::MutexGuard<'_, MmioTransport> {
 
 impl MutEventSubscriber for DeviceEvents {
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
-        lock(&self.device.transport).host_event(events.fd());
+        lock(&self.transport).host_event(events.fd());
     }
 
     fn init(&mut self, ops: &mut EventOps) {
-        for (fd, set) in lock(&self.device.transport).host_fds() {
+        for (fd, set) in lock(&self.transport).host_fds() {
             if let Err(e) = ops.add(Events::new_raw(fd, set)) {
-                tracing::error!("{}: event loop registration: {e:?}", self.device.id);
+                tracing::error!("{}: event loop registration: {e:?}", self.id);
             }
         }
     }

@@ -11,6 +11,8 @@ use super::{VirtioDevice, VIRTIO_F_VERSION_1};
 use crate::{BusDevice, GuestMem, Interrupt};
 
 const MAGIC: u32 = 0x7472_6976; // "virt"
+/// Offset of the QueueNotify register: the driver writes a queue index there.
+pub const QUEUE_NOTIFY: u64 = 0x50;
 const VERSION: u32 = 2;
 const VENDOR: u32 = 0x4c52_4f43; // "CORL"
 
@@ -110,6 +112,17 @@ impl MmioTransport {
             .device
             .process_queue(index, &mut self.queues, &self.mem);
         self.after_processing(result);
+    }
+
+    /// The driver notified queue `index` by other means than an MMIO write (KVM's
+    /// ioeventfd on [`QUEUE_NOTIFY`]).
+    pub fn queue_notify(&mut self, index: usize) {
+        self.notify(index);
+    }
+
+    /// Number of queues.
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
     }
 
     /// Host file descriptors the device wants watched by the event loop.
@@ -213,7 +226,7 @@ impl MmioTransport {
                     q.set_ready(v == 1)
                 }
             }
-            0x050 => self.notify(v as usize),
+            QUEUE_NOTIFY => self.notify(v as usize),
             0x064 => self.state.interrupt_status &= !v,
             0x070 => {
                 if v == 0 {

@@ -39,6 +39,8 @@ pub mod types;
 
 use std::sync::Arc;
 
+use vmm_sys_util::eventfd::EventFd;
+
 use corral_devices::{GuestMem, Interrupt};
 
 pub use exit::{ExitReport, VcpuExit};
@@ -110,6 +112,15 @@ pub trait Vm: Send + Sync {
     fn set_dirty_logging(&self, enabled: bool) -> Result<()>;
     /// The pages written since logging started or the last call, per RAM region; clears them.
     fn take_dirty_log(&self) -> Result<Vec<DirtyBitmap>>;
+    /// Have a guest's 4-byte write of `value` to MMIO `addr` signal `evt` instead of exiting to
+    /// the VMM (KVM's ioeventfd: a virtio queue notify then costs no exit). Backends without
+    /// it answer `Unsupported` and the write exits as usual.
+    fn register_mmio_notify(&self, _addr: u64, _value: u32, _evt: &EventFd) -> Result<()> {
+        Err(HypervisorError::Unsupported {
+            op: "ioeventfd",
+            backend: "this backend",
+        })
+    }
 }
 
 /// Pages written in one RAM region: bit `i` of `bits[i / 64]` is page `guest_base + i * 4096`.

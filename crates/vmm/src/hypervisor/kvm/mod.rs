@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use corral_devices::{GuestMem, Interrupt, InterruptError};
 use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES};
-use kvm_ioctls::{Kvm, VmFd};
+use kvm_ioctls::{IoEventAddress, Kvm, VmFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -135,6 +135,12 @@ impl Vm for KvmVm {
             .register_irqfd(&evt, gsi)
             .map_err(|e| HypervisorError::os("KVM_IRQFD", e))?;
         Ok(Arc::new(IrqFd { gsi, evt }))
+    }
+
+    fn register_mmio_notify(&self, addr: u64, value: u32, evt: &EventFd) -> Result<()> {
+        self.fd
+            .register_ioevent(evt, &IoEventAddress::Mmio(addr), value)
+            .map_err(|e| HypervisorError::os("KVM_IOEVENTFD", e))
     }
 
     fn set_dirty_logging(&self, enabled: bool) -> Result<()> {
