@@ -290,6 +290,7 @@ stats_interval_s = 1
     let mut checks = BTreeMap::new();
     let mut done = false;
     let mut balloon_stats = None;
+    let mut metrics = None;
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
             Ok(line) => {
@@ -318,6 +319,9 @@ stats_interval_s = 1
                 if line.contains(DONE) && !done {
                     done = true;
                     balloon_stats = control::call(&ctl, control::Op::BalloonStats)
+                        .ok()
+                        .and_then(|r| r.result);
+                    metrics = control::call(&ctl, control::Op::Metrics)
                         .ok()
                         .and_then(|r| r.result);
                 }
@@ -363,6 +367,22 @@ stats_interval_s = 1
     assert_eq!(
         host_side.join().unwrap().ok().as_deref(),
         Some("hello-host")
+    );
+    let metrics = metrics.expect("metrics answered");
+    let dev = |d: &str, k: &str| metrics["devices"][d][k].as_u64().unwrap_or(0);
+    assert!(dev("net0", "tx_frames") >= 2, "ARP + pings out; {metrics}");
+    assert!(
+        dev("net0", "rx_frames") >= 2,
+        "ARP reply + pongs in; {metrics}"
+    );
+    assert!(dev("vda", "read_bytes") >= 200_000, "{metrics}");
+    assert!(dev("rng0", "bytes_served") >= 64, "{metrics}");
+    assert_eq!(dev("vsock0", "host_connections"), 1, "{metrics}");
+    assert_eq!(dev("vsock0", "guest_connections"), 1, "{metrics}");
+    assert_eq!(
+        dev("balloon0", "inflated_pages"),
+        BALLOON_MIB * 256,
+        "{metrics}"
     );
     let stats = balloon_stats.expect("balloon_stats answered");
     assert_eq!(

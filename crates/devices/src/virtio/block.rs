@@ -173,6 +173,19 @@ impl VirtioDevice for Block {
         read_config_bytes(&self.config, offset, data);
     }
 
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let c = &self.counters;
+        vec![
+            ("reads", c.reads),
+            ("writes", c.writes),
+            ("flushes", c.flushes),
+            ("discards", c.discards),
+            ("read_bytes", c.read_bytes),
+            ("write_bytes", c.write_bytes),
+            ("errors", c.errors),
+        ]
+    }
+
     fn process_queue(
         &mut self,
         queue: usize,

@@ -49,6 +49,10 @@ impl VirtioDevice for Rng {
         data.fill(0);
     }
 
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![("bytes_served", self.bytes_served)]
+    }
+
     fn process_queue(
         &mut self,
         queue: usize,

@@ -293,3 +293,66 @@ fn bad_connect_lines_are_dropped_and_live_sockets_are_not_stolen() {
     drop(dev);
     assert!(!uds.exists(), "the socket file goes with the device");
 }
+
+#[test]
+fn a_refused_host_connect_closes_the_host_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let uds = dir.path().join("v.sock");
+    let mut dev = Vsock::new(GUEST_CID, &uds).unwrap();
+    let mut g = Guest::new();
+    g.post_rx(4);
+    let mut host = host_stream(&uds);
+    host.write_all(b"CONNECT 9\n").unwrap();
+    let (req, _) = until(|| {
+        g.host_event(&mut dev);
+        g.received().pop()
+    });
+    assert_eq!(req.op, op::REQUEST);
+    // Nobody listens on guest port 9: the guest resets.
+    g.send(&mut dev, guest_hdr(op::RST, 9, req.src_port), &[]);
+    let mut rest = Vec::new();
+    assert_eq!(host.read_to_end(&mut rest).unwrap(), 0, "no OK, just EOF");
+    assert!(dev.conns.is_empty());
+}
+
+#[test]
+fn the_guest_hears_about_freed_buffer_space_as_the_host_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let uds = dir.path().join("v.sock");
+    let mut dev = Vsock::new(GUEST_CID, &uds).unwrap();
+    let listener = UnixListener::bind(dir.path().join("v.sock_8000")).unwrap();
+    let mut g = Guest::new();
+    g.post_rx(8);
+    g.send(&mut dev, guest_hdr(op::REQUEST, 77, 8000), &[]);
+    assert_eq!(g.received().pop().unwrap().0.op, op::RESPONSE);
+    let (mut host, _) = listener.accept().unwrap();
+    host.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Send just over half the advertised buffer in 4 KiB packets; the host reads it all.
+    let chunk = vec![0x42u8; 4000];
+    let n = (conn::CONN_BUF as usize / 2) / chunk.len() + 1;
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![0u8; n * 4000];
+        host.read_exact(&mut got).unwrap();
+        got.iter().all(|&b| b == 0x42)
+    });
+    for _ in 0..n {
+        g.send(&mut dev, guest_hdr(op::RW, 77, 8000), &chunk);
+    }
+    let updates = until(|| {
+        g.host_event(&mut dev);
+        let ups: Vec<Header> = g
+            .received()
+            .into_iter()
+            .map(|(h, _)| h)
+            .filter(|h| h.op == op::CREDIT_UPDATE)
+            .collect();
+        (!ups.is_empty()).then_some(ups)
+    });
+    assert!(reader.join().unwrap(), "every byte arrived intact");
+    let last = updates.last().unwrap();
+    assert_eq!(last.buf_alloc, conn::CONN_BUF);
+    assert!(
+        last.fwd_cnt as usize >= conn::CONN_BUF as usize / 2,
+        "{last:?}"
+    );
+}
