@@ -351,10 +351,20 @@ impl Networking {
     }
 
     /// Remove instance `id` from its network: endpoint, links, rules, namespace. Idempotent.
+    /// The `default` network goes with its last instance (it is made again on demand, as
+    /// netavark does with podman's bridge), so a daemon with no instances leaves nothing on the
+    /// host; named networks stay until `network rm`.
     pub async fn detach(&self, id: &str) -> ApiResult<()> {
         let _op = self.op.lock().await;
+        let network = self.attachment(id).map(|a| a.network);
         let detached = self.mgr.detach(id).await.map_err(api_error)?;
         netns::remove(&self.netns_path(id)).map_err(netns_error)?;
+        if network.as_deref() == Some(corral_net::DEFAULT_NETWORK) {
+            match self.mgr.remove_network(corral_net::DEFAULT_NETWORK).await {
+                Ok(()) | Err(NetError::NetworkInUse { .. } | NetError::NoSuchNetwork(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "removing the unused default network"),
+            }
+        }
         if detached {
             self.refresh_dns().await;
         }

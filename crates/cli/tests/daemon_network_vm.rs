@@ -1,0 +1,156 @@
+//! A container and a VM on one corral network: the VM is defined with `vm create --network`
+//! (the daemon makes its tap on the network's bridge and puts `ip=` on the kernel command
+//! line), boots Linux under the software CPU with a busybox initramfs whose /init applies that
+//! `ip=` (the shared guest kernel has no CONFIG_IP_PNP) and serves HTTP; a container of the
+//! same network pings it and fetches a page by the VM's name (DNS). Then `vm rm` removes the
+//! tap and nothing is left.
+//!
+//! Host test: root, a guest kernel (CORRAL_GUEST_KERNEL, or ../shared/guest/vmlinux-microvm),
+//! Debian's busybox-static and cpio. The boot costs ~20-45 s on this host (software CPU), so
+//! this is the one VM boot of the network tests. CORRAL_SKIP_HOST_TESTS=1 skips it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[allow(dead_code)]
+mod net_world;
+
+use net_world::{skip, World};
+
+const READY: &str = "CORRAL-VM-NET-READY";
+
+fn kernel() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let k = std::env::var_os("CORRAL_GUEST_KERNEL")
+        .map(PathBuf::from)
+        .or_else(|| {
+            [
+                "../../../shared/guest/vmlinux-microvm",
+                "../../../../shared/guest/vmlinux-microvm",
+            ]
+            .iter()
+            .map(|p| manifest.join(p))
+            .find(|p| p.exists())
+        })
+        .expect("this test needs a guest kernel: set CORRAL_GUEST_KERNEL (scripts/test.sh does)");
+    assert!(k.exists(), "guest kernel {} is missing", k.display());
+    k
+}
+
+/// A busybox initramfs whose /init takes `ip=IP::GW:MASK::eth0:off` from the command line.
+fn initramfs(dir: &Path) -> PathBuf {
+    let root = dir.join("initramfs");
+    for d in ["bin", "proc", "sys", "dev", "www"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    let init = format!(
+        r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for a in $(cat /proc/cmdline); do
+  case $a in ip=*) v=${{a#ip=}}; IP=${{v%%:*}}; r=${{v#*::}}; GW=${{r%%:*}};; esac
+done
+ip link set lo up
+ip link set eth0 up
+ip addr add $IP/24 dev eth0
+ip route add default via $GW
+echo "hello from the vm" > /www/index.html
+httpd -p 80 -h /www
+echo {READY} $IP
+sleep 600
+poweroff -f
+"#
+    );
+    std::fs::write(root.join("init"), init).unwrap();
+    std::fs::set_permissions(
+        root.join("init"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = dir.join("initramfs.cpio");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && find . | cpio -o -H newc --quiet > {}",
+            root.display(),
+            out.display()
+        ))
+        .status()
+        .expect("cpio (apt-get install cpio)");
+    assert!(st.success(), "building the initramfs");
+    out
+}
+
+#[test]
+fn host_emu_container_and_vm_on_one_network_ping_and_tcp_by_name() {
+    if skip() {
+        return;
+    }
+    let kernel = kernel();
+    let w = World::new(4);
+    let initrd = initramfs(&w.root.parent().unwrap().join("guest"));
+    let net = format!("{}-mix", w.prefix);
+    w.ok(&["network", "create", &net]);
+    w.ok(&[
+        "vm",
+        "create",
+        "vm1",
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--initrd",
+        initrd.to_str().unwrap(),
+        "--cmdline",
+        "console=ttyS0 quiet panic=-1",
+        "--memory",
+        "256M",
+        "--network",
+        &net,
+    ]);
+    let vm_ip = w.ip_of("vm1");
+    let tap = w.inspect("vm1")["network"]["host_link"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.ok(&["vm", "start", "vm1"]);
+    // Readiness: the guest's marker line on its serial log (bounded).
+    let serial = w.root.join("vms/vm1/logs/serial.log");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let log = std::fs::read_to_string(&serial).unwrap_or_default();
+        if log.contains(READY) {
+            assert!(log.contains(&format!("{READY} {vm_ip}")), "{log}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the guest never got ready:\n{log}\n{}",
+            std::fs::read_to_string(w.root.join("vms/vm1/logs/vmm.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = w.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &net,
+        "--cap-add",
+        "NET_RAW",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c 1 -W 5 vm1 && wget -qO- http://vm1/",
+    ]);
+    assert!(out.contains(&format!("({vm_ip})")), "{out}");
+    assert!(out.contains("hello from the vm"), "{out}");
+
+    w.ok(&["vm", "off", "vm1"]);
+    w.ok(&["vm", "rm", "vm1"]);
+    assert!(!w.links().contains(&tap), "the tap went with the VM");
+    w.ok(&["network", "rm", &net]);
+    w.assert_nothing_left();
+}
