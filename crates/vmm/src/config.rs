@@ -14,8 +14,14 @@
 //! read_only = false
 //! [net]
 //! tap = "corral0"
+//! mac = "52:54:00:12:34:56"   # default: derived from the tap name
 //! [vsock]
 //! cid = 3
+//! uds_path = "vsock.sock"     # default: vsock.sock beside this file
+//! [balloon]
+//! target_mib = 0
+//! stats_interval_s = 5
+//! deflate_on_oom = false
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -203,6 +209,10 @@ pub struct BalloonConfig {
     /// Seconds between guest statistics updates (0 = off).
     #[serde(default)]
     pub stats_interval_s: u32,
+    /// Let the guest take pages back from the balloon when it runs out of memory instead of
+    /// killing processes (the guest then keeps its MemTotal and counts ballooned pages as used).
+    #[serde(default)]
+    pub deflate_on_oom: bool,
 }
 
 /// Where the serial console goes.

@@ -113,10 +113,11 @@ pub fn create_devices(config: &VmConfig) -> Result<DeviceSet, MachineError> {
         let pages =
             u32::try_from(u64::from(b.target_mib) * (1 << 20) / balloon::PAGE).unwrap_or(u32::MAX);
         let interval = Duration::from_secs(u64::from(b.stats_interval_s));
-        let dev = Balloon::new(pages, interval).map_err(|e| MachineError::Device {
-            device: "balloon".into(),
-            message: e.to_string(),
-        })?;
+        let dev =
+            Balloon::new(pages, interval, b.deflate_on_oom).map_err(|e| MachineError::Device {
+                device: "balloon".into(),
+                message: e.to_string(),
+            })?;
         set.balloon = Some(dev.handle());
         out.push(NewDevice {
             name: "balloon".into(),

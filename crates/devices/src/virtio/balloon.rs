@@ -29,6 +29,8 @@ use crate::GuestMem;
 
 /// `VIRTIO_BALLOON_F_STATS_VQ`.
 const F_STATS_VQ: u64 = 1 << 1;
+/// `VIRTIO_BALLOON_F_DEFLATE_ON_OOM`.
+const F_DEFLATE_ON_OOM: u64 = 1 << 2;
 const INFLATE: usize = 0;
 const DEFLATE: usize = 1;
 const STATS: usize = 2;
@@ -124,12 +126,18 @@ pub struct Balloon {
     stats_head: Option<u16>,
     config_target: u32,
     config_changed: bool,
+    deflate_on_oom: bool,
 }
 
 impl Balloon {
     /// A balloon starting at `target_pages`, asking for statistics every `stats_interval`
-    /// (zero: only on request).
-    pub fn new(target_pages: u32, stats_interval: Duration) -> Result<Self, BalloonError> {
+    /// (zero: only on request); with `deflate_on_oom` the guest may take pages back when it
+    /// runs out of memory.
+    pub fn new(
+        target_pages: u32,
+        stats_interval: Duration,
+        deflate_on_oom: bool,
+    ) -> Result<Self, BalloonError> {
         let wake = EventFd::new(EFD_NONBLOCK).map_err(|source| BalloonError::Os {
             what: "eventfd",
             source,
@@ -157,6 +165,7 @@ impl Balloon {
             stats_head: None,
             config_target: target_pages,
             config_changed: false,
+            deflate_on_oom,
         })
     }
 
@@ -292,7 +301,11 @@ impl VirtioDevice for Balloon {
     }
 
     fn features(&self) -> u64 {
-        F_STATS_VQ
+        if self.deflate_on_oom {
+            F_STATS_VQ | F_DEFLATE_ON_OOM
+        } else {
+            F_STATS_VQ
+        }
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {

@@ -46,7 +46,7 @@ fn pfns(list: &[u32]) -> Vec<u8> {
 
 #[test]
 fn inflate_drops_the_pages_and_deflate_counts_them_back() {
-    let mut b = Balloon::new(0, Duration::ZERO).unwrap();
+    let mut b = Balloon::new(0, Duration::ZERO, false).unwrap();
     let mut g = Guest::new();
     g.mem
         .write_slice(&[0xaa; 8192], GuestAddress(0x80000))
@@ -79,7 +79,7 @@ fn inflate_drops_the_pages_and_deflate_counts_them_back() {
 
 #[test]
 fn a_new_target_changes_the_config_and_the_guest_reports_actual() {
-    let mut b = Balloon::new(16, Duration::ZERO).unwrap();
+    let mut b = Balloon::new(16, Duration::ZERO, false).unwrap();
     let mut g = Guest::new();
     let mut cfg = [0u8; 4];
     b.read_config(0, &mut cfg);
@@ -105,8 +105,11 @@ fn a_new_target_changes_the_config_and_the_guest_reports_actual() {
 
 #[test]
 fn statistics_buffer_is_held_and_returned_on_request() {
-    let mut b = Balloon::new(0, Duration::ZERO).unwrap();
+    let mut b = Balloon::new(0, Duration::ZERO, false).unwrap();
     assert_ne!(b.features() & F_STATS_VQ, 0);
+    assert_eq!(b.features() & F_DEFLATE_ON_OOM, 0);
+    let oom = Balloon::new(0, Duration::ZERO, true).unwrap();
+    assert_ne!(oom.features() & F_DEFLATE_ON_OOM, 0);
     let mut g = Guest::new();
     let mut stats = Vec::new();
     for (tag, val) in [(4u16, 1000u64), (5, 2000), (99, 7)] {
