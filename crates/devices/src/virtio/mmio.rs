@@ -131,9 +131,13 @@ impl MmioTransport {
     }
 
     /// One of the device's host fds is ready: let the device move data, interrupt if needed.
-    /// Ignored until the driver is ready (the device catches up on its next queue notify).
+    /// Until the driver is ready the device gets no queues: it takes in what the fd signalled
+    /// (so a level-triggered fd does not spin the event loop) and delivers it later.
     pub fn host_event(&mut self, fd: RawFd) {
         if self.state.status & STATUS_DRIVER_OK == 0 || self.state.status & STATUS_FAILED != 0 {
+            if let Err(e) = self.device.host_event(fd, &mut [], &self.mem) {
+                tracing::debug!("virtio device {}: {e}", self.device.device_type());
+            }
             return;
         }
         let result = self.device.host_event(fd, &mut self.queues, &self.mem);
@@ -372,5 +376,54 @@ mod tests {
         assert_eq!(dq.used_idx(&mem), 1, "replayed at DRIVER_OK");
         assert_eq!(irq.count(), 1);
         assert_eq!(t.notifications, 1);
+    }
+
+    /// Counts host events and how many queues each saw.
+    struct Probe(Arc<std::sync::Mutex<Vec<usize>>>);
+
+    impl VirtioDevice for Probe {
+        fn device_type(&self) -> u32 {
+            99
+        }
+        fn queue_max_sizes(&self) -> &[u16] {
+            &[16]
+        }
+        fn features(&self) -> u64 {
+            0
+        }
+        fn read_config(&self, _offset: u64, data: &mut [u8]) {
+            data.fill(0);
+        }
+        fn process_queue(
+            &mut self,
+            _queue: usize,
+            _queues: &mut [Queue],
+            _mem: &GuestMem,
+        ) -> Result<bool, super::super::VirtioError> {
+            Ok(false)
+        }
+        fn host_event(
+            &mut self,
+            _fd: RawFd,
+            queues: &mut [Queue],
+            _mem: &GuestMem,
+        ) -> Result<bool, super::super::VirtioError> {
+            self.0.lock().unwrap().push(queues.len());
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn host_events_before_driver_ok_reach_the_device_without_queues_or_interrupts() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let irq = Arc::new(IrqLevel::new(5));
+        let mut t = MmioTransport::new(Box::new(Probe(seen.clone())), new_mem(), irq.clone());
+        t.host_event(3);
+        assert_eq!(*seen.lock().unwrap(), vec![0], "drained, no queues");
+        assert_eq!(irq.count(), 0);
+        w(&mut t, 0x70, 1 | 2 | 8 | 4);
+        t.host_event(3);
+        assert_eq!(*seen.lock().unwrap(), vec![0, 1]);
+        assert_eq!(irq.count(), 1);
     }
 }
