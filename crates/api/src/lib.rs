@@ -3,9 +3,11 @@
 //!
 //! Paths are versioned under `/v1`. Every error body is an [`ErrorBody`].
 
+pub mod apps;
 pub mod client;
 pub mod types;
 
+pub use apps::*;
 pub use client::{Client, ClientError, Endpoint};
 pub use hyper::Method;
 pub use types::*;

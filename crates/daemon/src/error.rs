@@ -118,7 +118,7 @@ impl From<corral_store::StoreError> for ApiError {
         use corral_store::StoreError as S;
         match e {
             S::NameTaken { .. } => ApiError::Conflict(e.to_string()),
-            S::NotFound(_) => ApiError::NotFound(e.to_string()),
+            S::NotFound(_) | S::AppNotFound(_) => ApiError::NotFound(e.to_string()),
             S::BadTransition { .. } => ApiError::Conflict(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }

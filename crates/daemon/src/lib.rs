@@ -4,6 +4,7 @@
 //! Start-up order: take the root dir's lock, open the store, recover every unfinished
 //! operation from the journal and reattach to every live supervisor, then serve.
 
+pub mod apps;
 pub mod config;
 pub mod containers;
 mod crash;

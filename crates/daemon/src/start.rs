@@ -91,6 +91,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         .map(|r| r.id)
         .collect();
     state.net.startup(&known).await;
+    crate::apps::resume(&state).await;
 
     let _ = fs::remove_file(&socket);
     let unix = tokio::net::UnixListener::bind(&socket).map_err(io("bind", &socket))?;

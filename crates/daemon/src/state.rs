@@ -37,6 +37,8 @@ pub struct AppState {
     pub token: String,
     /// Networks, endpoints, DNS responders.
     pub net: crate::network::Networking,
+    /// Apps and their reconcile tasks.
+    pub apps: crate::apps::Apps,
 }
 
 impl AppState {
@@ -58,6 +60,7 @@ impl AppState {
             cpu_samples: Mutex::new(HashMap::new()),
             token,
             net,
+            apps: crate::apps::Apps::default(),
         }
     }
 

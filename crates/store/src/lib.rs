@@ -5,6 +5,7 @@
 //! operation writes a `journal` row before it acts and removes it when it commits, so a daemon
 //! that dies half-way finds the unfinished intent on its next start.
 
+mod apps;
 mod instances;
 mod journal;
 mod schema;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
+pub use apps::AppRecord;
 pub use instances::{InstanceRecord, Kind};
 pub use journal::{JournalEntry, Op};
 pub use state::State;
@@ -56,6 +58,9 @@ pub enum StoreError {
     /// No object with this id.
     #[error("no instance with id {0}")]
     NotFound(String),
+    /// No app with this name.
+    #[error("no app named {0:?}")]
+    AppNotFound(String),
     /// A lifecycle change the transition table forbids.
     #[error("{id}: cannot go from {from} to {to}")]
     BadTransition {

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Migrations in order; index + 1 is the version each one produces.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: instances (VMs and containers) and the operation journal.
     "CREATE TABLE instances (
         id TEXT PRIMARY KEY,
@@ -32,6 +32,16 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     CREATE INDEX journal_instance ON journal(instance_id);",
+    // 2: apps: each app's desired state (the orchestrator's model, JSON) and, for Kubernetes,
+    // the applied objects it is derived from.
+    "CREATE TABLE apps (
+        name TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        model TEXT NOT NULL,
+        manifests TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );",
 ];
 
 /// Bring the database up to the latest schema.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::exit::pending_verb;
+use super::app_verbs;
 
 /// App verbs.
 #[derive(Debug, Subcommand)]
@@ -70,11 +70,14 @@ pub struct AppScaleArgs {
 /// `corral app logs`.
 #[derive(Debug, Args)]
 pub struct AppLogsArgs {
-    /// Which app.
-    #[command(flatten)]
-    pub project: AppProjectArgs,
+    /// Compose files (`-f` is --follow here, as in `docker compose logs -f`). Repeatable.
+    #[arg(long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Project name (default: the folder's name).
+    #[arg(short, long = "project-name", value_name = "NAME")]
+    pub project: Option<String>,
     /// Keep following new output.
-    #[arg(long)]
+    #[arg(short, long)]
     pub follow: bool,
     /// Only this service.
     pub service: Option<String>,
@@ -84,17 +87,12 @@ impl AppCommand {
     /// Run the verb.
     pub fn run(self, global: &crate::cli::GlobalArgs) -> anyhow::Result<std::process::ExitCode> {
         match self {
-            AppCommand::Up(args) => args.run(global),
-            AppCommand::Down(args) => args.run(global),
-            AppCommand::Ps(_) => crate::exit::not_implemented("app ps"),
-            AppCommand::Scale(args) => args.run(global),
-            AppCommand::Logs(args) => args.run(global),
-            AppCommand::Restart(_) => crate::exit::not_implemented("app restart"),
+            AppCommand::Up(args) => app_verbs::up(args, global),
+            AppCommand::Down(args) => app_verbs::down(args, global),
+            AppCommand::Ps(args) => app_verbs::ps(args, global),
+            AppCommand::Scale(args) => app_verbs::scale(args, global),
+            AppCommand::Logs(args) => app_verbs::logs(args, global),
+            AppCommand::Restart(args) => app_verbs::restart(args, global),
         }
     }
 }
-
-pending_verb!(AppUpArgs, "app up");
-pending_verb!(AppDownArgs, "app down");
-pending_verb!(AppScaleArgs, "app scale");
-pending_verb!(AppLogsArgs, "app logs");

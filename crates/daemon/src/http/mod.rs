@@ -1,6 +1,7 @@
 //! The REST server: routes under `/v1`, the bearer-token check for TCP clients, `/metrics`
 //! and the OpenAPI document generated from the handlers.
 
+mod apps;
 mod containers;
 mod networks;
 pub mod openapi;
@@ -59,6 +60,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(networks::inspect).delete(networks::remove),
         )
         .route("/v1/networks/{name}/taps", post(networks::tap))
+        .route("/v1/apps", get(apps::list).post(apps::up))
+        .route("/v1/apps/{name}", get(apps::inspect).delete(apps::down))
+        .route("/v1/apps/{name}/scale", post(apps::scale))
+        .route("/v1/apps/{name}/restart", post(apps::restart))
+        .route("/v1/kube/apply", post(apps::kube_apply))
+        .route("/v1/kube/delete", post(apps::kube_delete))
         .route("/v1/vms", get(vms::list).post(vms::create))
         .route(
             "/v1/vms/{name}",

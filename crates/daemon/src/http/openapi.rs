@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{containers, networks, system, vms};
+use super::{apps, containers, networks, system, vms};
 
 /// The API description served at `/v1/openapi.json`.
 #[derive(OpenApi)]
@@ -43,6 +43,14 @@ use super::{containers, networks, system, vms};
         vms::off,
         vms::pause,
         vms::resume,
+        apps::list,
+        apps::up,
+        apps::inspect,
+        apps::down,
+        apps::scale,
+        apps::restart,
+        apps::kube_apply,
+        apps::kube_delete,
     )
 )]
 pub struct ApiDoc;
@@ -67,6 +75,9 @@ mod tests {
             "/v1/inventory",
             "/v1/networks",
             "/v1/networks/{name}",
+            "/v1/apps",
+            "/v1/apps/{name}/scale",
+            "/v1/kube/apply",
         ] {
             assert!(
                 paths.contains_key(p),
@@ -82,6 +93,9 @@ mod tests {
             "VmSpec",
             "Network",
             "NetworkAttachment",
+            "AppStatus",
+            "ComposeUpRequest",
+            "KubeRequest",
         ] {
             assert!(schemas.contains_key(s), "schema {s} missing");
         }

@@ -168,10 +168,14 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The revision of a service spec: changes when anything but the replica count changes.
+/// The revision of a service spec: changes when what runs in a replica changes. The replica
+/// count, the published ports and the balancing algorithm are the balancer's business (a
+/// Kubernetes Service applied next to a Deployment does not roll its pods).
 pub fn revision(spec: &ServiceSpec) -> String {
     let mut s = spec.clone();
     s.replicas = 0;
+    s.ports.clear();
+    s.lb.clear();
     let json = serde_json::to_vec(&s).unwrap_or_default();
     format!("{:012x}", fnv1a(&json) & 0xffff_ffff_ffff)
 }

@@ -451,6 +451,18 @@ fn scaling_does_not_change_the_revision() {
     let mut b = a.clone();
     b.services.get_mut("web").unwrap().replicas = 5;
     assert_eq!(revision(&a.services["web"]), revision(&b.services["web"]));
+    // Publishing a port (a Kubernetes Service next to the Deployment) does not roll replicas.
+    b.services.get_mut("web").unwrap().ports.push(PortSpec {
+        published: Some(9890),
+        target: 8080,
+        protocol: Protocol::Tcp,
+        host_ip: None,
+        name: None,
+    });
+    b.services.get_mut("web").unwrap().lb = "least_connections".into();
+    assert_eq!(revision(&a.services["web"]), revision(&b.services["web"]));
+    b.services.get_mut("web").unwrap().command = Some(vec!["v2".into()]);
+    assert_ne!(revision(&a.services["web"]), revision(&b.services["web"]));
 }
 
 #[test]

@@ -1,0 +1,609 @@
+//! Apps end to end: Compose files and Kubernetes manifests through the CLI, the daemon it
+//! starts, the reconciler and containers on corral's OCI runtime. Every test needs root
+//! (mounts, namespaces, cgroups): names start with `host_`. Images are the built-in busybox,
+//! with busybox `httpd` as the web service and busybox `nc` as a TCP echo service.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn skip() -> bool {
+    std::env::var("CORRAL_SKIP_HOST_TESTS").as_deref() == Ok("1")
+}
+
+fn require_host() {
+    assert_eq!(
+        nix::unistd::geteuid().as_raw(),
+        0,
+        "host_ tests need root (set CORRAL_SKIP_HOST_TESTS=1 to skip)"
+    );
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "/bin/busybox is missing (apt-get install busybox-static)"
+    );
+}
+
+/// One private daemon world with a project folder, its own host networking names and
+/// address pool, and the busybox image.
+struct World {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    run: PathBuf,
+    project: PathBuf,
+    prefix: String,
+    pool: String,
+    apps: std::cell::RefCell<Vec<String>>,
+}
+
+impl World {
+    /// `slot` (0-7) gives each test its own link prefix letter and /19 of 10.217.0.0/16.
+    fn new(tag: &str, slot: u8) -> World {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("apps-{tag}-{}-", std::process::id()))
+            .tempdir()
+            .unwrap();
+        let project = dir.path().join("proj");
+        std::fs::create_dir_all(&project).unwrap();
+        let w = World {
+            root: dir.path().join("root"),
+            run: dir.path().join("run"),
+            project,
+            prefix: format!(
+                "app{:04}{}",
+                std::process::id() % 10000,
+                (b'a' + slot) as char
+            ),
+            pool: format!("10.217.{}.0/19", u32::from(slot) * 32),
+            _dir: dir,
+            apps: Default::default(),
+        };
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
+        let out = Command::new(&script)
+            .env("CORRAL", env!("CARGO_BIN_EXE_corral"))
+            .env("CORRAL_ROOT", &w.root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        w
+    }
+
+    /// A unique app name for this test.
+    fn app_name(&self, tag: &str) -> String {
+        let n = format!("apps{}{tag}", std::process::id());
+        self.apps.borrow_mut().push(n.clone());
+        n
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_corral"));
+        c.args(args)
+            .current_dir(&self.project)
+            .env("CORRAL_ROOT", &self.root)
+            .env("CORRAL_RUN", &self.run)
+            .env("CORRAL_NET_PREFIX", &self.prefix)
+            .env("CORRAL_NET_POOL", &self.pool)
+            .env_remove("CORRAL_OCI_RUNTIME")
+            .env_remove("CORRAL_CRASH_AT");
+        c
+    }
+
+    fn corral(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Run and require success; stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.corral(args);
+        assert!(
+            out.status.success(),
+            "corral {args:?} failed: {}{}\n--- daemon log (end) ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.daemon_log(), 40)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.project.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// The app's status from the API (through `corral get -o json` for kube apps, or the
+    /// daemon's socket otherwise).
+    fn status(&self, app: &str) -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-sf", "--unix-socket"])
+            .arg(self.run.join("corral.sock"))
+            .arg(format!("http://corral/v1/apps/{app}"))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Wait (up to 60 s) until `f` holds for the app's status.
+    fn wait_for(
+        &self,
+        app: &str,
+        what: &str,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let st = self.status(app);
+            if f(&st) {
+                return st;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}; last status: {st:#}\n--- daemon log (end) ---\n{}",
+                tail(&self.daemon_log(), 40)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.run.join("corral.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Host links named with this world's prefix.
+    fn links(&self) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+            .filter(|n| n.starts_with(&self.prefix))
+            .collect()
+    }
+
+    /// Containers the daemon knows.
+    fn containers(&self) -> Vec<serde_json::Value> {
+        let out = self.ok(&["ps", "-a", "--format", "json"]);
+        serde_json::from_str(&out).unwrap()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for app in self.apps.borrow().iter() {
+            let _ = self.corral(&["app", "down", "-v", "-p", app]);
+        }
+        if let Ok(out) = self.cmd(&["ps", "-a", "--format", "json"]).output() {
+            if let Ok(list) = serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout) {
+                for c in list {
+                    let _ = self.corral(&["rm", "-f", c["id"].as_str().unwrap_or("")]);
+                }
+            }
+        }
+        let _ = self.corral(&["network", "prune"]);
+        if let Some(pid) = self.daemon_pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            for _ in 0..1000 {
+                let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|s| s.contains(") Z "))
+                    .unwrap_or(true);
+                if gone {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        // Safety net for a failed test: links and the table of this world's prefix.
+        for l in self.links() {
+            let _ = Command::new("ip").args(["link", "del", &l]).status();
+        }
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.prefix])
+            .output();
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The web service: busybox httpd answering with the replica's host name.
+const WEB_CMD: &str = r#"["sh", "-c", "mkdir -p /www && echo \"hello from $$HOSTNAME\" > /www/index.html && exec httpd -f -p 8080 -h /www"]"#;
+/// The TCP echo service.
+const ECHO_CMD: &str = r#"["nc", "-ll", "-p", "27017", "-e", "cat"]"#;
+
+/// The issue's Compose file with local images (busybox httpd and nc), on `port`.
+fn compose_file(port: u16) -> String {
+    format!(
+        "version: '2'
+services:
+  mongo:
+    image: busybox
+    command: {ECHO_CMD}
+    stdin_open: true
+    tty: true
+    ports:
+      - \"27017\"
+    labels:
+      io.rancher.container.pull_image: always
+  chat:
+    image: busybox
+    command: {WEB_CMD}
+    stdin_open: true
+    tty: true
+    ports:
+      - {port}:8080/tcp
+    labels:
+      io.rancher.container.pull_image: always
+"
+    )
+}
+
+fn replicas_of<'a>(st: &'a serde_json::Value, service: &str) -> Vec<&'a serde_json::Value> {
+    st["replicas"]
+        .as_array()
+        .map(|a| a.iter().filter(|r| r["service"] == service).collect())
+        .unwrap_or_default()
+}
+
+fn all_running(st: &serde_json::Value, service: &str, n: usize) -> bool {
+    let r = replicas_of(st, service);
+    r.len() == n
+        && r.iter()
+            .all(|r| r["status"] == "Running" && r["ready"] == true)
+}
+
+/// One HTTP/1.0 GET through the balancer; the body.
+fn http_get(port: u16) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    if !text.starts_with("HTTP/1.") || !text.contains(" 200 ") {
+        return Err(std::io::Error::other(format!("bad answer: {text:?}")));
+    }
+    Ok(text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string())
+}
+
+/// A line through the TCP echo service.
+fn echo(port: u16, line: &str) -> String {
+    use std::io::{BufRead, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut back = String::new();
+    std::io::BufReader::new(s).read_line(&mut back).unwrap();
+    back.trim().to_string()
+}
+
+/// The host port a service's balancer listens on.
+fn published_port(st: &serde_json::Value, service: &str) -> u16 {
+    let ep = st["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["service"] == service)
+        .unwrap_or_else(|| panic!("no endpoint for {service}: {st:#}"));
+    let listen = ep["listen"].as_str().unwrap();
+    listen.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn host_compose_app_comes_up_scales_and_goes_down_leaving_nothing() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new("compose", 0);
+    let app = w.app_name("c");
+    let port = free_port();
+    w.write("docker-compose.yml", &compose_file(port));
+    let out = w.ok(&["app", "up", "-d", "-p", &app]);
+    assert!(out.contains(&format!("{app}-chat-0")), "{out}");
+    assert!(out.contains(&format!("{app}-mongo-0")), "{out}");
+    let st = w.status(&app);
+    assert!(
+        all_running(&st, "chat", 1) && all_running(&st, "mongo", 1),
+        "{st:#}"
+    );
+
+    // The web service answers on the published port, the echo service on its balancer's.
+    assert!(http_get(port).unwrap().starts_with("hello from "));
+    let echo_port = published_port(&st, "mongo");
+    assert_eq!(echo(echo_port, "ping"), "ping");
+
+    // Scaling to 3 spreads requests over the 3 replicas (round robin).
+    let out = w.ok(&["app", "scale", "-p", &app, "chat=3"]);
+    assert!(out.contains(&format!("{app}-chat-2")), "{out}");
+    let mut seen = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..30 {
+        *seen.entry(http_get(port).unwrap()).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 3, "requests went to {seen:?}");
+    assert!(seen.values().all(|&n| n == 10), "round robin: {seen:?}");
+
+    // A rolling update (a new command) under continuous requests fails none of them.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed, mut bodies) = (0u32, Vec::new(), Vec::new());
+            let start = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && start.elapsed() < Duration::from_secs(60)
+            {
+                match http_get(port) {
+                    Ok(b) => {
+                        ok += 1;
+                        bodies.push(b);
+                    }
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed, bodies)
+        })
+    };
+    w.write(
+        "docker-compose.yml",
+        &compose_file(port).replace("hello from", "v2 from"),
+    );
+    w.ok(&["app", "up", "-d", "-p", &app]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed, bodies) = client.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        ok as usize + failed.len()
+    );
+    assert!(ok > 20, "only {ok} requests ran during the update");
+    assert!(
+        bodies.iter().any(|b| b.starts_with("v2 from")),
+        "never reached v2"
+    );
+    for _ in 0..5 {
+        assert!(
+            http_get(port).unwrap().starts_with("v2 from"),
+            "old replicas still serve"
+        );
+    }
+    let st = w.status(&app);
+    assert!(
+        all_running(&st, "chat", 1),
+        "the file says 1 replica: {st:#}"
+    );
+
+    // ps and logs name the replicas.
+    let ps = w.ok(&["app", "ps", "-p", &app]);
+    assert!(
+        ps.contains(&format!("{app}-mongo-0")) && ps.contains("Running"),
+        "{ps}"
+    );
+
+    // A container that is not the app's survives `app down`.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &format!("{app}-other"),
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    w.ok(&["app", "down", "-p", &app]);
+    let left: Vec<String> = w
+        .containers()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        left,
+        [format!("{app}-other")],
+        "app down removes exactly what the app made"
+    );
+    assert!(!w.root.join("apps").join(&app).exists());
+    let again = w.corral(&["app", "ps", "-p", &app]);
+    assert!(!again.status.success(), "the app is gone");
+}
+
+#[test]
+fn host_compose_errors_are_clear_and_leave_nothing() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new("errors", 1);
+    let app = w.app_name("e");
+    w.write(
+        "vm.yaml",
+        "services:\n  web:\n    image: busybox\n    x-corral-isolation: vm\n",
+    );
+    let out = w.corral(&["app", "up", "-d", "-p", &app, "-f", "vm.yaml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("x-corral-isolation: vm") && err.contains("web"),
+        "{err}"
+    );
+
+    w.write(
+        "bad.yaml",
+        "services:\n  web:\n    image: busybox\n    deploy:\n      replicas: lots\n",
+    );
+    let out = w.corral(&["app", "up", "-d", "-p", &app, "-f", "bad.yaml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("services.web.deploy.replicas") && err.contains("bad.yaml:5"),
+        "{err}"
+    );
+
+    w.write("img.yaml", "services:\n  web:\n    image: no-such-image\n");
+    let out = w.corral(&["app", "up", "-d", "-p", &app, "-f", "img.yaml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no-such-image"),
+        "{err}"
+    );
+
+    let busy = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    w.write(
+        "busy.yaml",
+        &format!("services:\n  web:\n    image: busybox\n    command: [sleep, '60']\n    ports: ['{port}:80']\n"),
+    );
+    let out = w.corral(&["app", "up", "-d", "-p", &app, "-f", "busy.yaml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(&port.to_string()),
+        "{err}"
+    );
+    assert!(w.containers().is_empty(), "nothing was created");
+}
+
+#[test]
+fn host_kube_manifests_apply_heal_get_and_delete() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new("kube", 2);
+    let ns = w.app_name("k");
+    let port = free_port();
+    w.write(
+        "chat-deployment.yml",
+        &format!(
+            "apiVersion: extensions/v1beta1
+kind: Deployment
+metadata:
+  labels: {{io.kompose.service: chat}}
+  name: chat
+  namespace: {ns}
+spec:
+  replicas: 1
+  strategy: {{}}
+  template:
+    metadata:
+      labels: {{io.kompose.service: chat}}
+    spec:
+      containers:
+      - image: busybox
+        name: chat
+        command: {WEB_CMD}
+        ports: [{{containerPort: 8080}}]
+        stdin: true
+        tty: true
+      restartPolicy: Always
+"
+        )
+        .replace("$$", "$"),
+    );
+    w.write(
+        "chat-service.yml",
+        &format!(
+            "apiVersion: v1
+kind: Service
+metadata:
+  labels: {{io.kompose.service: chat}}
+  name: chat
+  namespace: {ns}
+spec:
+  ports:
+  - name: \"{port}\"
+    port: {port}
+    targetPort: 8080
+  selector:
+    io.kompose.service: chat
+"
+        ),
+    );
+    let out = w.ok(&["apply", "-f", "chat-deployment.yml"]);
+    assert_eq!(out.trim(), "deployment.apps/chat created");
+    let out = w.ok(&["apply", "-f", "chat-service.yml"]);
+    assert_eq!(out.trim(), "service/chat created");
+    let out = w.ok(&["apply", "-f", "."]);
+    assert!(out.contains("deployment.apps/chat unchanged"), "{out}");
+    let st = w.wait_for(&ns, "the chat pod", |st| all_running(st, "chat", 1));
+
+    // restartPolicy: Always — killing the replica's process brings it back.
+    let before = replicas_of(&st, "chat")[0]["started"].clone();
+    w.ok(&["kill", &format!("{ns}-chat-0")]);
+    let st = w.wait_for(&ns, "the killed replica to run again", |st| {
+        let r = replicas_of(st, "chat");
+        r.len() == 1 && r[0]["ready"] == true && r[0]["started"] != before
+    });
+    assert_eq!(replicas_of(&st, "chat")[0]["restarts"], 1, "{st:#}");
+
+    assert!(http_get(port).unwrap().starts_with("hello from "));
+
+    let deps = w.ok(&["get", "deployments"]);
+    let lines: Vec<&str> = deps.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("UP-TO-DATE"),
+        "{deps}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("chat ") && l.contains("1/1")),
+        "{deps}"
+    );
+    let pods = w.ok(&["get", "pods"]);
+    assert!(
+        pods.contains(&format!("{ns}-chat-0")) && pods.contains("Running"),
+        "{pods}"
+    );
+    let svcs = w.ok(&["get", "svc"]);
+    assert!(
+        svcs.contains("ClusterIP") && svcs.contains(&format!("{port}/TCP")),
+        "{svcs}"
+    );
+
+    let out = w.ok(&[
+        "delete",
+        "-f",
+        "chat-service.yml",
+        "-f",
+        "chat-deployment.yml",
+    ]);
+    assert!(out.contains("service \"chat\" deleted"), "{out}");
+    assert!(out.contains("deployment.apps \"chat\" deleted"), "{out}");
+    assert!(w.containers().is_empty(), "delete removed the pods");
+    assert!(
+        std::net::TcpListener::bind(("0.0.0.0", port)).is_ok(),
+        "the Service port is free again"
+    );
+}
