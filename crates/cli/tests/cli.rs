@@ -53,11 +53,11 @@ fn help_lists_every_command_group() {
 
 #[test]
 fn unbuilt_verbs_exit_2_and_say_so() {
-    let out = corral(&["app", "ps"]);
+    let out = corral(&["vm", "migrate", "vm1", "tcp://host2:7070"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.contains("`corral app ps` is not implemented yet"),
+        err.contains("`corral vm migrate` is not implemented yet"),
         "{err}"
     );
 }
