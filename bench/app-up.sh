@@ -20,6 +20,7 @@ export CORRAL_ROOT=$WORK/root CORRAL_RUN=$WORK/run
 APP=bench$$
 cleanup() {
   "$CORRAL" app down -p "$APP" >/dev/null 2>&1 || true
+  "$CORRAL" network prune >/dev/null 2>&1 || true
   if [ -f "$CORRAL_RUN/corral.pid" ]; then kill "$(cat "$CORRAL_RUN/corral.pid")" 2>/dev/null || true; fi
   sleep 0.5
   rm -rf "$WORK"
@@ -43,6 +44,7 @@ services:
     image: busybox
     command: ["sleep", "3600"]
 YAML
+CORRAL=$CORRAL scripts/busybox-image.sh >/dev/null
 cd "$WORK/proj"
 "$CORRAL" ps >/dev/null   # start the daemon outside the measurement
 
@@ -52,7 +54,7 @@ for i in $(seq 1 "$ROUNDS"); do
   "$CORRAL" app up -d -p "$APP" >/dev/null
   t1=$(date +%s.%N)
   curl -sf "http://127.0.0.1:$WEB/" >/dev/null || { echo "round $i: web not answering" >&2; exit 1; }
-  "$CORRAL" app down -p "$APP" >/dev/null
+  "$CORRAL" app down -p "$APP" >/dev/null 2>&1
   t2=$(date +%s.%N)
   up=$(echo "$t1 - $t0" | bc); down=$(echo "$t2 - $t1" | bc)
   ups+=("$up"); downs+=("$down")

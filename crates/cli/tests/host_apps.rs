@@ -479,6 +479,22 @@ fn host_compose_errors_are_clear_and_leave_nothing() {
         "{err}"
     );
 
+    // A replica that keeps failing is shown as CrashLoopBackOff and `up` says so.
+    w.write(
+        "crash.yaml",
+        "services:\n  web:\n    image: busybox\n    command: [sh, -c, 'exit 3']\n    restart: always\n",
+    );
+    let out = w.corral(&["app", "up", "-d", "-p", &app, "-f", "crash.yaml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("{app}-web-0 is CrashLoopBackOff")),
+        "{err}"
+    );
+    let ps = w.ok(&["app", "ps", "-p", &app]);
+    assert!(ps.contains("CrashLoopBackOff"), "{ps}");
+    w.ok(&["app", "down", "-p", &app]);
+
     let busy = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     w.write(
@@ -569,6 +585,37 @@ spec:
 
     assert!(http_get(port).unwrap().starts_with("hello from "));
 
+    // `app restart` restarts every replica; the app serves again afterwards.
+    let before = replicas_of(&st, "chat")[0]["started"].clone();
+    w.ok(&["app", "restart", "-p", &ns]);
+    let st = w.status(&ns);
+    assert_ne!(replicas_of(&st, "chat")[0]["started"], before, "{st:#}");
+    assert!(http_get(port).unwrap().starts_with("hello from "));
+
+    // The daemon dies (SIGKILL); the next command starts it, the app is still there and
+    // its balancer serves again.
+    let pid = w.daemon_pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    for _ in 0..500 {
+        let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true);
+        if gone {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ps = w.ok(&["app", "ps", "-p", &ns]);
+    assert!(ps.contains(&format!("{ns}-chat-0")), "{ps}");
+    w.wait_for(&ns, "the app after a daemon restart", |st| {
+        all_running(st, "chat", 1)
+    });
+    assert!(http_get(port).unwrap().starts_with("hello from "));
+
     let deps = w.ok(&["get", "deployments"]);
     let lines: Vec<&str> = deps.lines().collect();
     assert!(
@@ -606,4 +653,72 @@ spec:
         std::net::TcpListener::bind(("0.0.0.0", port)).is_ok(),
         "the Service port is free again"
     );
+}
+
+#[test]
+fn host_kube_probes_gate_traffic_and_restart_replicas() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new("probes", 3);
+    let ns = w.app_name("p");
+    let port = free_port();
+    w.write(
+        "web.yml",
+        &format!(
+            "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: busybox
+        command: [sh, -c, 'mkdir -p /www && echo up > /www/index.html && touch /tmp/alive && exec httpd -f -p 8080 -h /www']
+        ports: [{{containerPort: 8080}}]
+        readinessProbe:
+          httpGet: {{path: /ready.html, port: 8080}}
+          periodSeconds: 1
+          failureThreshold: 1
+        livenessProbe:
+          exec: {{command: [test, -f, /tmp/alive]}}
+          periodSeconds: 1
+          failureThreshold: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  ports: [{{port: {port}, targetPort: 8080}}]
+  selector: {{app: web}}
+"
+        ),
+    );
+    w.ok(&["apply", "-f", "web.yml"]);
+    let replica = format!("{ns}-web-0");
+    // Running, but the readiness probe fails: no traffic.
+    w.wait_for(&ns, "the replica to run, not ready", |st| {
+        let r = replicas_of(st, "web");
+        r.len() == 1 && r[0]["status"] == "NotReady"
+    });
+    assert!(http_get(port).is_err(), "an unready replica got traffic");
+    // The probe passes: the replica joins the balancer.
+    w.ok(&["exec", &replica, "touch", "/www/ready.html"]);
+    w.wait_for(&ns, "readiness", |st| all_running(st, "web", 1));
+    assert_eq!(http_get(port).unwrap(), "up");
+    // The liveness probe fails: the replica is restarted.
+    w.ok(&["exec", &replica, "rm", "/tmp/alive"]);
+    let st = w.wait_for(&ns, "the liveness restart", |st| {
+        replicas_of(st, "web")
+            .first()
+            .is_some_and(|r| r["restarts"] == 1)
+    });
+    assert_eq!(replicas_of(&st, "web").len(), 1);
+    w.ok(&["delete", "-f", "web.yml"]);
+    assert!(w.containers().is_empty());
 }
