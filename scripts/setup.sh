@@ -10,6 +10,8 @@ PACKAGES=(
   busybox-static e2fsprogs nftables iproute2 cpio
   # network tests (ping between namespaces) and bench/net.sh
   iputils-ping iperf3
+  # bench/app-up.sh
+  curl
   # kernel build (scripts/guest-kernel.sh)
   bc bison flex libelf-dev libssl-dev xz-utils
   # the tiny test guests (crates/vmm/guests, assembled by its build.rs)

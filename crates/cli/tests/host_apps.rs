@@ -119,16 +119,23 @@ impl World {
         p
     }
 
-    /// The app's status from the API (through `corral get -o json` for kube apps, or the
-    /// daemon's socket otherwise).
+    /// The app's status from the daemon's API (`GET /v1/apps/NAME` on its socket); null when
+    /// there is no such app.
     fn status(&self, app: &str) -> serde_json::Value {
-        let out = Command::new("curl")
-            .args(["-sf", "--unix-socket"])
-            .arg(self.run.join("corral.sock"))
-            .arg(format!("http://corral/v1/apps/{app}"))
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::os::unix::net::UnixStream::connect(self.run.join("corral.sock"))
+        else {
+            return serde_json::Value::Null;
+        };
+        let req = format!("GET /v1/apps/{app} HTTP/1.0\r\nHost: corral\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        if !text.starts_with("HTTP/1.0 200") && !text.starts_with("HTTP/1.1 200") {
+            return serde_json::Value::Null;
+        }
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("null");
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
     }
 
     /// Wait (up to 60 s) until `f` holds for the app's status.
