@@ -150,6 +150,15 @@ pub fn run_on(cfg: &VmConfig, hv: &dyn Hypervisor) -> anyhow::Result<ExitCode> {
         SerialConfig::None => Box::new(std::io::sink()),
     };
     let machine = Machine::build(cfg, hv, out)?;
+    if let Some(v) = &cfg.vsock {
+        // Where host programs reach the guest (`CONNECT <port>`): say it, the default is
+        // per process.
+        eprint!(
+            "corral: vsock CID {} on {}\r\n",
+            v.cid,
+            v.socket_path().display()
+        );
+    }
     let mut extra: Vec<Box<dyn MutEventSubscriber + Send>> = Vec::new();
     extra.push(Box::new(corral_vmm::signals::TerminationSignals::install(
         machine.handle(),
