@@ -152,6 +152,9 @@ pub struct ContainerSpec {
     pub volumes: Vec<String>,
     /// Published ports `[IP:]HOST:CONTAINER[/proto]`.
     pub publish: Vec<String>,
+    /// Also publish every port the image exposes (its config's ExposedPorts) on a free host
+    /// port; the ports chosen show in the instance's `network.ports`.
+    pub publish_all: bool,
     /// Memory limit in bytes.
     pub memory_bytes: Option<u64>,
     /// CPU limit in CPUs.

@@ -64,6 +64,8 @@ fn host_containers_reach_each_other_by_name_and_the_host_reaches_published_ports
     let web_ip = w.ip_of("web");
     assert_ne!(web_ip, w.ip_of("client"));
 
+    let ps = w.ok(&["ps"]);
+    assert!(ps.contains(&format!("0.0.0.0:{port}->80/tcp")), "{ps}");
     // Host → published port on 127.0.0.1 (DNAT in the output chain, route_localnet).
     assert_eq!(http_get(port, "/hostname").trim(), short);
     // Container → container by name: DNS, TCP, ICMP; the alias resolves too.
@@ -361,5 +363,38 @@ fn host_vm_on_a_network_gets_a_tap_an_address_and_a_name() {
     w.ok(&["vm", "rm", "vm1"]);
     assert!(!w.links().contains(&tap), "the tap went with the VM");
     w.ok(&["network", "rm", &net]);
+    w.assert_nothing_left();
+}
+
+#[test]
+fn host_image_config_is_honoured_and_publish_all_maps_exposed_ports() {
+    if skip() {
+        return;
+    }
+    let w = World::new(5);
+    let ctx = w.root.parent().unwrap().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM busybox\nEXPOSE 8080\nENV GREETING=hi\nWORKDIR /etc\nUSER root\n\
+         ENTRYPOINT [\"httpd\", \"-f\"]\nCMD [\"-p\", \"8080\", \"-h\", \"/etc\"]\n",
+    )
+    .unwrap();
+    w.ok(&["build", "-t", "web:1", ctx.to_str().unwrap()]);
+    let id = w.ok(&["run", "-d", "-P", "--name", "exp", "web:1"]);
+    let ports = w.inspect("exp")["network"]["ports"].clone();
+    let ports = ports.as_array().unwrap();
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    let mapping = ports[0].as_str().unwrap();
+    assert!(mapping.ends_with(":8080/tcp"), "{mapping}");
+    let host_port: u16 = mapping.split(':').next().unwrap().parse().unwrap();
+    // ENTRYPOINT + CMD started httpd in WORKDIR as USER (by name), with ENV. (A non-root USER
+    // is resolved the same way, but corral's runtime cannot start non-root processes yet.)
+    assert_eq!(http_get(host_port, "/hostname").trim(), &id.trim()[..12]);
+    let out = w.ok(&["exec", "exp", "sh", "-c", "echo $GREETING $(pwd) $(id -u)"]);
+    assert_eq!(out.trim(), "hi /etc 0");
+    let err = w.fails(&["run", "-d", "no-such-image:2"]);
+    assert!(err.contains("no such image: no-such-image:2"), "{err}");
+    w.ok(&["rm", "-f", "exp"]);
     w.assert_nothing_left();
 }

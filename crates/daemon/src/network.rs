@@ -396,6 +396,18 @@ pub fn check_host_port(p: &PortMapping) -> ApiResult<()> {
     }
 }
 
+/// A host port nobody listens on now (the kernel's choice for port 0), for `-P`.
+pub fn free_host_port(udp: bool) -> ApiResult<u16> {
+    let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+    let port = if udp {
+        std::net::UdpSocket::bind(addr).and_then(|s| s.local_addr())
+    } else {
+        std::net::TcpListener::bind(addr).and_then(|s| s.local_addr())
+    };
+    port.map(|a| a.port())
+        .map_err(|e| ApiError::internal("choosing a free host port", e))
+}
+
 /// Write `text` to `dir/name` (the container's hosts/resolv.conf/hostname files).
 pub fn write_file(dir: &Path, name: &str, text: &str) -> ApiResult<PathBuf> {
     let path = dir.join(name);

@@ -32,6 +32,9 @@ pub struct RunArgs {
     /// Publish a port: [HOSTIP:]HOSTPORT:PORT[/tcp|udp]. Repeatable.
     #[arg(short, long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// Bind mount a volume: SRC:DST[:ro]. Repeatable.
     #[arg(short, long = "volume", value_name = "SRC:DST[:ro]")]
     pub volumes: Vec<String>,

@@ -43,10 +43,14 @@ pub async fn run(
             )));
         }
     }
+    let image = rootfs::resolve_image(&state.config.root, &spec.image)?;
+    let mut spec = spec;
+    if spec.publish_all {
+        publish_exposed(&mut spec, &image)?;
+    }
     for p in spec::ports(&spec)? {
         crate::network::check_host_port(&p)?;
     }
-    let image = rootfs::resolve_image(&state.config.root, &spec.image)?;
     let id = crate::ids::new_id();
     let name = spec
         .name
@@ -123,6 +127,34 @@ async fn build(
     crate::shim::write_atomic(&dir.join("config.json"), &config)
         .map_err(|e| ApiError::internal("writing config.json", e))?;
     state.store().journal_step(journal, "bundle")?;
+    Ok(())
+}
+
+/// `-P`: publish each port the image exposes (and the request does not publish already) on a
+/// free host port; the choice is recorded in the stored request.
+fn publish_exposed(spec: &mut ContainerSpec, image: &rootfs::ImageDefaults) -> ApiResult<()> {
+    if !matches!(spec::net_mode(spec), spec::NetMode::Bridge(_)) {
+        return Err(ApiError::invalid(
+            "publish_all",
+            "ports are published on a corral network, not with --network none or host",
+        ));
+    }
+    let taken = spec::ports(spec)?;
+    for exposed in &image.exposed_ports {
+        let (port, proto) = exposed.split_once('/').unwrap_or((exposed, "tcp"));
+        let (Ok(port), "tcp" | "udp") = (port.parse::<u16>(), proto) else {
+            tracing::warn!(image = %image.reference, exposed, "skipping an exposed port");
+            continue;
+        };
+        if taken
+            .iter()
+            .any(|t| t.port == port && t.protocol.as_str() == proto)
+        {
+            continue;
+        }
+        let host = crate::network::free_host_port(proto == "udp")?;
+        spec.publish.push(format!("{host}:{port}/{proto}"));
+    }
     Ok(())
 }
 

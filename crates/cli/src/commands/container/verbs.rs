@@ -56,6 +56,7 @@ impl RunArgs {
             user: self.user.clone(),
             volumes: self.volumes.clone(),
             publish: self.publish.clone(),
+            publish_all: self.publish_all,
             memory_bytes: self
                 .memory
                 .as_deref()
@@ -130,6 +131,32 @@ fn status(i: &Instance) -> String {
     }
 }
 
+/// Published ports as Docker shows them (`0.0.0.0:8080->80/tcp`).
+fn ports(i: &Instance) -> String {
+    let Some(n) = &i.network else {
+        return String::new();
+    };
+    if n.ports.is_empty() {
+        return String::new();
+    }
+    n.ports
+        .iter()
+        .map(|p| {
+            // [HOSTIP:]HOSTPORT:PORT/PROTO
+            let (addr, proto) = p.rsplit_once('/').unwrap_or((p, "tcp"));
+            let mut parts: Vec<&str> = addr.split(':').collect();
+            let port = parts.pop().unwrap_or_default();
+            let host = if parts.len() == 2 {
+                format!("{}:{}", parts[0], parts[1])
+            } else {
+                format!("0.0.0.0:{}", parts.first().copied().unwrap_or_default())
+            };
+            format!("{host}->{port}/{proto}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl PsArgs {
     /// Run the verb.
     pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -170,6 +197,7 @@ impl PsArgs {
                     format!("{:?}", spec.command.join(" ")),
                     i.created.clone(),
                     status(i),
+                    ports(i),
                     i.name.clone(),
                 ]
             })
@@ -181,6 +209,7 @@ impl PsArgs {
                 "COMMAND",
                 "CREATED",
                 "STATUS",
+                "PORTS",
                 "NAMES",
             ],
             &rows,
