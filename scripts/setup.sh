@@ -7,13 +7,13 @@ cd "$(dirname "$0")/.."
 ROOT_DIR=${CORRAL_ROOT:-/var/lib/corral}
 PACKAGES=(
   # the host tools corral drives or builds on
-  busybox-static e2fsprogs nftables iproute2 cpio
+  busybox-static e2fsprogs nftables iproute2 cpio curl
   # network tests (ping between namespaces) and bench/net.sh
   iputils-ping iperf3
   # bench/app-up.sh
   curl
   # kernel build (scripts/guest-kernel.sh)
-  bc bison flex libelf-dev libssl-dev xz-utils
+  linux-source-6.12 bc bison flex libelf-dev libssl-dev xz-utils
   # the tiny test guests (crates/vmm/guests, assembled by its build.rs)
   binutils
   # peers the tests and benchmarks compare against
