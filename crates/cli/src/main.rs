@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     // The runc face parses its own flags (its --root is runc's state root) and skips the
     // main CLI's setup, as containerd runs it for every container operation.
     if args.get(1).is_some_and(|a| a == "oci") {
+        die_quietly_on_closed_pipe();
         let mut oci_args = vec![std::ffi::OsString::from("corral oci")];
         oci_args.extend(args.into_iter().skip(2));
         return commands::oci::main(oci_args);

@@ -182,6 +182,34 @@ fn host_oci_lifecycle_create_start_kill_delete() {
 }
 
 #[test]
+fn host_oci_create_then_start_as_an_unprivileged_user() {
+    if !host_ready() {
+        return;
+    }
+    let mut b = TestBundle::new("nonroot", "id -u > /tmp/uid");
+    b.config["process"]["user"] = json!({"uid": 65534, "gid": 65534});
+    let tmp = b.bundle().join("rootfs/tmp");
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    let rt = corral();
+    let out = b.rt(&rt, &["create", &b.id]);
+    assert!(
+        out.status.success(),
+        "create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = state(&b, &rt).unwrap()["pid"].as_i64().unwrap() as i32;
+    let out = b.rt(&rt, &["start", &b.id]);
+    assert!(
+        out.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_pid_exit(pid);
+    assert_eq!(std::fs::read_to_string(tmp.join("uid")).unwrap(), "65534\n");
+    assert!(b.rt(&rt, &["delete", &b.id]).status.success());
+}
+
+#[test]
 fn host_oci_bad_config_names_field_and_leaves_nothing() {
     if !host_ready() {
         return;

@@ -207,6 +207,10 @@ impl Container {
             let path = dir.join(EXEC_FIFO);
             nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o622))
                 .map_err(|e| step(id, "make exec fifo", e))?;
+            // The umask took the write bits for others; the init writes it after dropping
+            // to the container's (possibly unprivileged) user.
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+                .map_err(|e| step(id, "make exec fifo", e))?;
             let fd = nix::fcntl::open(
                 &path,
                 nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
