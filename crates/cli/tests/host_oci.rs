@@ -320,3 +320,73 @@ fn host_oci_unsupported_fields_are_refused_by_name() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("linux.intelRdt"), "{err}");
 }
+
+#[test]
+fn host_oci_mqueue_rbind_umask_oom_score_and_joined_net_namespace() {
+    if !host_ready() {
+        return;
+    }
+    let netns = format!("ocinet{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let st = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip {args:?}");
+    };
+    ip(&["netns", "add", &netns]);
+    struct NetnsGuard(String);
+    impl Drop for NetnsGuard {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .status();
+        }
+    }
+    let _guard = NetnsGuard(netns.clone());
+    ip(&[
+        "-n",
+        &netns,
+        "link",
+        "add",
+        "ocidummy0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "ocidummy1",
+    ]);
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::write(shared.path().join("hello"), "from the host\n").unwrap();
+
+    let mut b = TestBundle::new(
+        "mix",
+        "grep -c ' /dev/mqueue mqueue ' /proc/mounts; cat /shared/hello; \
+         touch /shared/new 2>/dev/null && echo writable || echo readonly; \
+         umask; cat /proc/self/oom_score_adj; grep -c ocidummy0 /proc/net/dev",
+    );
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({"destination": "/shared", "type": "bind",
+        "source": shared.path(), "options": ["rbind", "ro"]}));
+    b.config["process"]["user"]["umask"] = json!(0o077);
+    b.config["process"]["oomScoreAdj"] = json!(500);
+    let namespaces = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    namespaces.retain(|n| n["type"] != "network");
+    namespaces.push(json!({"type": "network", "path": format!("/run/netns/{netns}")}));
+    assert!(
+        b.config["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["type"] == "mqueue"),
+        "the default spec mounts mqueue"
+    );
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "stderr: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["1", "from the host", "readonly", "0077", "500", "1"],
+        "stderr: {err}"
+    );
+}
