@@ -767,3 +767,38 @@ spec:
     w.ok(&["delete", "-f", "web.yml"]);
     assert!(w.containers().is_empty());
 }
+
+#[test]
+fn host_compose_builds_services_that_have_build_and_runs_them() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new("build", 4);
+    let app = w.app_name("b");
+    let port = free_port();
+    std::fs::create_dir_all(w.project.join("web")).unwrap();
+    w.write(
+        "web/Containerfile",
+        "FROM busybox\nRUN mkdir -p /www && echo built-by-compose > /www/index.html\n\
+         CMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+    );
+    w.write(
+        "compose.yml",
+        &format!("services:\n  web:\n    build: ./web\n    ports:\n      - \"{port}:8080\"\n"),
+    );
+    w.ok(&["app", "up", "-d", "-p", &app]);
+    assert_eq!(http_get(port).unwrap(), "built-by-compose");
+    let images = w.ok(&["image", "ls"]);
+    assert!(images.contains(&format!("{app}-web ")), "{images}");
+
+    // The image exists now: a second up does not rebuild it, `--build` does.
+    let again = w.corral(&["app", "up", "-d", "-p", &app]);
+    assert!(again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("Building"));
+    let rebuilt = w.corral(&["app", "up", "-d", "--build", "-p", &app]);
+    assert!(rebuilt.status.success());
+    let err = String::from_utf8_lossy(&rebuilt.stderr);
+    assert!(err.contains(&format!("Building {app}-web")), "{err}");
+    w.ok(&["app", "down", "-p", &app]);
+}

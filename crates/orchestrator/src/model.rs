@@ -193,6 +193,18 @@ pub struct ServiceSpec {
     pub isolation: Isolation,
 }
 
+impl ServiceSpec {
+    /// The image it runs: `image:`, else `<project>-<service>` when it is built locally
+    /// (Docker Compose's tag for a service with `build:` only).
+    pub fn run_image(&self, project: &str) -> Option<String> {
+        self.image.clone().or_else(|| {
+            self.build
+                .as_ref()
+                .map(|_| format!("{project}-{}", self.name))
+        })
+    }
+}
+
 /// A local image build.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildSpec {

@@ -43,6 +43,9 @@ pub struct AppUpArgs {
     /// Return once the desired state is recorded instead of following logs.
     #[arg(short, long)]
     pub detach: bool,
+    /// Build the images of services with `build:` even when they exist.
+    #[arg(long)]
+    pub build: bool,
 }
 
 /// `corral app down`.

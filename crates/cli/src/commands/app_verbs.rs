@@ -134,6 +134,7 @@ pub fn print_ps(apps: &[AppStatus]) {
 /// `corral app up`.
 pub fn up(args: AppUpArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let files = compose_files(&args.project.files)?;
+    super::app_build::build_services(&files, args.project.project.as_deref(), args.build, global)?;
     let mut texts = Vec::new();
     for f in &files {
         texts.push(ManifestText {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 mod build;
-mod local;
+pub(crate) mod local;
 mod remote;
 mod runc;
 

@@ -2,6 +2,7 @@
 
 pub mod api_client;
 pub mod app;
+pub mod app_build;
 pub mod app_verbs;
 pub mod completion;
 pub mod container;

@@ -73,11 +73,21 @@ pub fn compose(req: &ComposeUpRequest) -> ApiResult<Desired> {
     let parsed =
         compose::parse(&files, req.project.as_deref(), dir_name, &vars).map_err(manifest_err)?;
     let mut app = parsed.app;
+    name_built_images(&mut app);
     resolve_binds(&mut app, &req.project_dir)?;
     Ok(Desired {
         app,
         warnings: parsed.warnings.iter().map(|w| w.to_string()).collect(),
     })
+}
+
+/// A service with `build:` and no `image:` runs `<project>-<service>`, the tag the CLI
+/// builds it under before `app up` (Docker Compose's naming).
+fn name_built_images(app: &mut App) {
+    let project = app.name.clone();
+    for svc in app.services.values_mut() {
+        svc.image = svc.run_image(&project);
+    }
 }
 
 /// Relative bind sources (`./data`) resolve against the project folder.
@@ -116,10 +126,10 @@ pub fn check_runnable(app: &App, root: &Path) -> ApiResult<()> {
             )));
         }
         let Some(image) = &svc.image else {
-            return Err(ApiError::NotImplemented(format!(
-                "service {}: building images for apps (`build:` without `image:`)",
-                svc.name
-            )));
+            return Err(ApiError::invalid(
+                format!("services.{}.image", svc.name),
+                format!("service {} has neither `image:` nor `build:`", svc.name),
+            ));
         };
         crate::containers::rootfs::resolve_image(root, image).map_err(|e| {
             ApiError::invalid(
