@@ -27,22 +27,3 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
 pub fn not_implemented(verb: &'static str) -> anyhow::Result<ExitCode> {
     Err(NotImplemented { verb }.into())
 }
-
-/// Implements `run` for an argument struct whose verb is not built yet (kept for verbs still
-/// to come; every verb that used it is built now).
-#[allow(unused_macros)]
-macro_rules! pending_verb {
-    ($args:ty, $verb:literal) => {
-        impl $args {
-            /// Run the verb.
-            pub fn run(
-                self,
-                _global: &$crate::cli::GlobalArgs,
-            ) -> anyhow::Result<std::process::ExitCode> {
-                $crate::exit::not_implemented($verb)
-            }
-        }
-    };
-}
-#[allow(unused_imports)]
-pub(crate) use pending_verb;

@@ -143,6 +143,33 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
+/// Seconds from an RFC 3339 time until now; None when it does not parse.
+pub fn seconds_since(rfc3339: &str) -> Option<u64> {
+    let t = humantime::parse_rfc3339_weak(rfc3339).ok()?;
+    Some(
+        std::time::SystemTime::now()
+            .duration_since(t)
+            .unwrap_or_default()
+            .as_secs(),
+    )
+}
+
+/// kubectl's AGE column (`42s`, `5m12s`), `<unknown>` when the time does not parse.
+pub fn age(rfc3339: &str) -> String {
+    seconds_since(rfc3339).map_or_else(|| "<unknown>".into(), human_secs)
+}
+
+/// Docker's CREATED column (`42 seconds ago`), `N/A` when the time does not parse.
+pub fn ago(rfc3339: &str) -> String {
+    match seconds_since(rfc3339) {
+        None => "N/A".into(),
+        Some(secs @ 0..=59) => format!("{secs} seconds ago"),
+        Some(secs @ 60..=3599) => format!("{} minutes ago", secs / 60),
+        Some(secs @ 3600..=86399) => format!("{} hours ago", secs / 3600),
+        Some(secs) => format!("{} days ago", secs / 86400),
+    }
+}
+
 /// Format seconds as `3d4h`, `5m12s`, `42s`.
 pub fn human_secs(s: u64) -> String {
     match s {

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use corral_api::{AppStatus, ComposeUpRequest, ManifestText, ScaleRequest};
 use corral_orchestrator::compose;
 
-use super::api_client::{print_table, Api};
+use super::api_client::{age, print_table, Api};
 use super::app::{AppDownArgs, AppLogsArgs, AppProjectArgs, AppScaleArgs, AppUpArgs};
 use crate::cli::GlobalArgs;
 
@@ -46,18 +46,6 @@ fn project_name(p: &AppProjectArgs) -> anyhow::Result<String> {
     let cwd = std::env::current_dir().context("finding the current folder")?;
     let parsed = compose::load(&files, &cwd, None)?;
     Ok(parsed.app.name)
-}
-
-fn age(rfc3339: &str) -> String {
-    match humantime::parse_rfc3339_weak(rfc3339) {
-        Ok(t) => super::api_client::human_secs(
-            std::time::SystemTime::now()
-                .duration_since(t)
-                .unwrap_or_default()
-                .as_secs(),
-        ),
-        Err(_) => "?".into(),
-    }
 }
 
 /// Every replica is ready (or ran to completion), or a replica failed for good. Err names

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use corral_api::{AppChange, AppStatus, KubeRequest, ManifestText};
 
-use super::api_client::{human_secs, print_table, Api};
+use super::api_client::{age, print_table, Api};
 use crate::cli::GlobalArgs;
 
 /// `corral apply -f`.
@@ -83,18 +83,6 @@ impl DeleteArgs {
         let change = api.block_on(api.client.kube_delete(&req))?;
         print_change(&change);
         Ok(ExitCode::SUCCESS)
-    }
-}
-
-fn age(rfc3339: &str) -> String {
-    match humantime::parse_rfc3339_weak(rfc3339) {
-        Ok(t) => human_secs(
-            std::time::SystemTime::now()
-                .duration_since(t)
-                .unwrap_or_default()
-                .as_secs(),
-        ),
-        Err(_) => "<unknown>".into(),
     }
 }
 

@@ -195,7 +195,7 @@ impl PsArgs {
                     short(&i.id).to_string(),
                     spec.image,
                     format!("{:?}", spec.command.join(" ")),
-                    i.created.clone(),
+                    crate::commands::api_client::ago(&i.created),
                     status(i),
                     ports(i),
                     i.name.clone(),

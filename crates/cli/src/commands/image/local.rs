@@ -58,22 +58,6 @@ pub fn human_size(n: u64) -> String {
     }
 }
 
-fn ago(created: Option<&str>) -> String {
-    let Some(t) = created.and_then(|c| humantime::parse_rfc3339_weak(c).ok()) else {
-        return "N/A".into();
-    };
-    let secs = std::time::SystemTime::now()
-        .duration_since(t)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    match secs {
-        0..=59 => format!("{secs} seconds ago"),
-        60..=3599 => format!("{} minutes ago", secs / 60),
-        3600..=86399 => format!("{} hours ago", secs / 3600),
-        _ => format!("{} days ago", secs / 86400),
-    }
-}
-
 impl ImageLsArgs {
     /// Run the verb.
     pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -99,7 +83,9 @@ impl ImageLsArgs {
                         i.repository,
                         i.tag,
                         &id[..12.min(id.len())],
-                        ago(i.created.as_deref()),
+                        i.created
+                            .as_deref()
+                            .map_or_else(|| "N/A".into(), crate::commands::api_client::ago),
                         human_size(i.size)
                     );
                 }
