@@ -313,22 +313,10 @@ fn host_foreground_run_streams_output_and_returns_the_exit_code() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi there\n");
-    // --rm: nothing left (the removal runs right after the exit).
+    // --rm: the container is gone by the time `run` returns, as with Docker.
     let list: Vec<serde_json::Value> =
         serde_json::from_str(&w.ok(&["ps", "-a", "--format", "json"])).unwrap();
-    for c in &list {
-        assert_ne!(c["state"], "running");
-    }
-    let events_done = (0..200).any(|_| {
-        let l: Vec<serde_json::Value> =
-            serde_json::from_str(&w.ok(&["ps", "-a", "--format", "json"])).unwrap();
-        if l.is_empty() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-        false
-    });
-    assert!(events_done, "--rm container not removed");
+    assert!(list.is_empty(), "--rm container still listed: {list:?}");
 }
 
 #[test]

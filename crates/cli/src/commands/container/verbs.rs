@@ -111,7 +111,13 @@ impl RunArgs {
             while let Some(l) = lines.next_line().await? {
                 print_line(&l);
             }
-            api.client.wait_container(&inst.id).await
+            let exit = api.client.wait_container(&inst.id).await?;
+            if spec.auto_remove {
+                // The daemon removes it too; whichever comes second finds it gone. Waiting
+                // here means `run --rm` returns with the container really gone, as Docker's.
+                let _ = api.client.remove_container(&inst.id, true).await;
+            }
+            Ok(exit)
         })?;
         Ok(ExitCode::from(code.exit_code.clamp(0, 255) as u8))
     }
