@@ -9,6 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod daemon_teardown;
+
+use daemon_teardown::{stop_world, wait_gone};
+
 fn skip() -> bool {
     std::env::var("CORRAL_SKIP_HOST_TESTS").as_deref() == Ok("1")
 }
@@ -158,24 +162,7 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        // Remove whatever a failed test left, then stop the daemon.
-        if let Ok(out) = self.cmd(&["ps", "-a", "--format", "json"]).output() {
-            if let Ok(list) = serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout) {
-                for c in list {
-                    let _ = self.corral(&["rm", "-f", c["id"].as_str().unwrap_or("")]);
-                }
-            }
-        }
-        // The default network's bridge and nftables table outlive containers by design;
-        // a test root takes them away with it.
-        let _ = self.corral(&["network", "prune"]);
-        if let Some(pid) = self.daemon_pid() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            wait_gone(pid);
-        }
+        stop_world(&|args| self.corral(args), &|| self.daemon_pid());
     }
 }
 
@@ -194,35 +181,6 @@ fn import_busybox(root: &Path) {
         script.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn wait_gone(pid: i32) {
-    // pidfd: readable once the process has ended.
-    // SAFETY: pidfd_open takes a pid and flags; no pointers.
-    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return;
-    }
-    let mut pfd = nix::libc::pollfd {
-        fd: fd as i32,
-        events: nix::libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call.
-    unsafe { nix::libc::poll(&mut pfd, 1, 10_000) };
-    // SAFETY: closing the fd we opened.
-    unsafe { nix::libc::close(fd as i32) };
-    // A child of ours would stay a zombie; the daemon is not our child, init reaps it.
-    for _ in 0..100 {
-        if !Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.contains(") Z "))
-                .unwrap_or(true)
-        {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
 }
 
 fn processes_mentioning(id: &str) -> Vec<i32> {

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+mod daemon_teardown;
+
+use daemon_teardown::stop_world;
+
 fn skip() -> bool {
     std::env::var("CORRAL_SKIP_HOST_TESTS").as_deref() == Ok("1")
 }
@@ -194,29 +198,7 @@ impl Drop for World {
         for app in self.apps.borrow().iter() {
             let _ = self.corral(&["app", "down", "-v", "-p", app]);
         }
-        if let Ok(out) = self.cmd(&["ps", "-a", "--format", "json"]).output() {
-            if let Ok(list) = serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout) {
-                for c in list {
-                    let _ = self.corral(&["rm", "-f", c["id"].as_str().unwrap_or("")]);
-                }
-            }
-        }
-        let _ = self.corral(&["network", "prune"]);
-        if let Some(pid) = self.daemon_pid() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            for _ in 0..1000 {
-                let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .map(|s| s.contains(") Z "))
-                    .unwrap_or(true);
-                if gone {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
+        stop_world(&|args| self.corral(args), &|| self.daemon_pid());
         // Safety net for a failed test: links and the table of this world's prefix.
         for l in self.links() {
             let _ = Command::new("ip").args(["link", "del", &l]).status();

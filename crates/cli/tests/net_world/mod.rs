@@ -7,6 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+#[path = "../daemon_teardown/mod.rs"]
+mod daemon_teardown;
+
+use daemon_teardown::stop_world;
+pub use daemon_teardown::wait_gone;
+
 /// Whether host tests are skipped; panics naming what is missing otherwise.
 pub fn skip() -> bool {
     if std::env::var("CORRAL_SKIP_HOST_TESTS").as_deref() == Ok("1") {
@@ -195,21 +201,7 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        if let Ok(out) = self.cmd(&["ps", "-a", "--format", "json"]).output() {
-            if let Ok(list) = serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout) {
-                for c in list {
-                    let _ = self.corral(&["rm", "-f", c["id"].as_str().unwrap_or("")]);
-                }
-            }
-        }
-        let _ = self.corral(&["network", "prune"]);
-        if let Some(pid) = self.daemon_pid() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            wait_gone(pid);
-        }
+        stop_world(&|args| self.corral(args), &|| self.daemon_pid());
         // Safety net for a failed test: links and the table of this world's prefix.
         for l in self.links() {
             let _ = Command::new("ip").args(["link", "del", &l]).status();
@@ -217,19 +209,6 @@ impl Drop for World {
         let _ = Command::new("nft")
             .args(["delete", "table", "ip", &self.prefix])
             .output();
-    }
-}
-
-pub fn wait_gone(pid: i32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z "))
-            .unwrap_or(true);
-        if gone {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
