@@ -24,14 +24,8 @@ fn sys(step: &'static str) -> impl FnOnce(nix::Error) -> InitError {
     }
 }
 
-/// The clock id the kernel expects in `timens_offsets` for a spec clock name.
-pub fn clock_name(clock: &str) -> Option<&'static str> {
-    match clock {
-        "monotonic" => Some("monotonic"),
-        "boottime" => Some("boottime"),
-        _ => None,
-    }
-}
+/// The clocks a time namespace can offset (named as in `timens_offsets` and the spec).
+const OFFSET_CLOCKS: [&str; 2] = ["monotonic", "boottime"];
 
 /// The lines written to `timens_offsets`, one per clock.
 pub fn offsets_text(offsets: &HashMap<String, LinuxTimeOffset>) -> Result<String, InitError> {
@@ -39,13 +33,13 @@ pub fn offsets_text(offsets: &HashMap<String, LinuxTimeOffset>) -> Result<String
     clocks.sort_by(|a, b| a.0.cmp(b.0));
     let mut text = String::new();
     for (clock, off) in clocks {
-        let name = clock_name(clock).ok_or_else(|| {
-            InitError::Other(format!(
+        if !OFFSET_CLOCKS.contains(&clock.as_str()) {
+            return Err(InitError::Other(format!(
                 "linux.timeOffsets.{clock}: only monotonic and boottime clocks have offsets"
-            ))
-        })?;
+            )));
+        }
         text.push_str(&format!(
-            "{name} {} {}\n",
+            "{clock} {} {}\n",
             off.secs().unwrap_or(0),
             off.nanosecs().unwrap_or(0)
         ));
