@@ -1,6 +1,8 @@
 //! Host tests of `corral oci` (need root, namespaces and cgroups): busybox bundles, each
 //! asserting its effect from inside the container.
 
+#[path = "host_oci/cgroups.rs"]
+mod cgroups;
 mod oci_support;
 
 use oci_support::{corral, host_ready, state, wait_pid_exit, TestBundle};
@@ -72,52 +74,6 @@ fn host_oci_standard_mounts_devices_and_pivot() {
             "host mount {mp} visible inside: {inside:?}"
         );
     }
-}
-
-#[test]
-fn host_oci_memory_limit_oom_kills() {
-    if !host_ready() {
-        return;
-    }
-    let mut b = TestBundle::new("oom", "exec dd if=/dev/zero of=/dev/null bs=64M count=1");
-    b.config["linux"]["resources"] = json!({"memory": {"limit": 16777216, "swap": 16777216}});
-    let (code, out, err) = b.run();
-    assert_eq!(
-        code, 137,
-        "dd over the limit is OOM-killed (SIGKILL): out={out} err={err}"
-    );
-}
-
-#[test]
-fn host_oci_pids_limit_stops_fork() {
-    if !host_ready() {
-        return;
-    }
-    let mut b = TestBundle::new(
-        "pids",
-        "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; echo all forked",
-    );
-    b.config["linux"]["resources"] = json!({"pids": {"limit": 4}});
-    let (code, out, err) = b.run();
-    assert_ne!(code, 0, "out: {out}");
-    assert!(!out.contains("all forked"), "{out}");
-    assert!(err.contains("can't fork"), "fork must fail: {err}");
-}
-
-#[test]
-fn host_oci_cpu_limits_visible_inside() {
-    if !host_ready() {
-        return;
-    }
-    let mut b = TestBundle::new(
-        "cpu",
-        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.shares",
-    );
-    b.config["linux"]["resources"] =
-        json!({"cpu": {"quota": 20000, "period": 100000, "shares": 512}});
-    let (code, out, err) = b.run();
-    assert_eq!(code, 0, "stderr: {err}");
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["20000", "512"]);
 }
 
 #[test]
@@ -389,4 +345,66 @@ fn host_oci_mqueue_rbind_umask_oom_score_and_joined_net_namespace() {
         ["1", "from the host", "readonly", "0077", "500", "1"],
         "stderr: {err}"
     );
+}
+
+#[test]
+fn host_oci_kill_all_signals_every_process() {
+    if !host_ready() {
+        return;
+    }
+    // The init (sh) has no TERM handler, so as pid 1 it ignores a TERM from outside; only
+    // `kill --all` reaches the two sleeps, after which `wait` returns and sh exits.
+    let b = TestBundle::new("killall", "sleep 100 & sleep 100 & wait; echo waited");
+    let rt = corral();
+    assert!(b.rt(&rt, &["create", &b.id]).status.success());
+    assert!(b.rt(&rt, &["start", &b.id]).status.success());
+    let pid = state(&b, &rt).unwrap()["pid"].as_i64().unwrap() as i32;
+    let out = b.rt(&rt, &["ps", "--format", "json", &b.id]);
+    let pids: Vec<i32> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pids.len(), 3, "sh and two sleeps: {pids:?}");
+    let out = b.rt(&rt, &["kill", "--all", &b.id, "TERM"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_pid_exit(pid);
+    assert_eq!(state(&b, &rt).unwrap()["status"], "stopped");
+    assert!(b.rt(&rt, &["delete", &b.id]).status.success());
+}
+
+#[test]
+fn host_oci_errors_go_to_the_log_file_as_json_lines() {
+    if !host_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("runtime.log");
+    let out = std::process::Command::new(corral())
+        .args(["oci", "--root"])
+        .arg(dir.path().join("state"))
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-format", "json", "state", "no-such-container"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert!(
+        line["msg"].as_str().unwrap().contains("no-such-container"),
+        "{line}"
+    );
+    assert!(
+        line["time"].as_str().is_some_and(|t| t.contains('T')),
+        "{line}"
+    );
+
+    let out = std::process::Command::new(corral())
+        .args(["oci", "--log-format", "yaml", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--log-format"));
 }

@@ -250,8 +250,8 @@ pub fn mount_one(sys: &dyn Syscall, ctx: &RootfsContext, m: &Mount) -> Result<()
     Ok(())
 }
 
-/// A `cgroup` mount: on v1 a tmpfs with each hierarchy's container directory bound below it;
-/// on v2 the unified hierarchy.
+/// A `cgroup` mount: on v1 a tmpfs with each hierarchy's container directory bound below it
+/// (and, on hybrid hosts, its unified directory at `unified`); on v2 the unified hierarchy.
 fn mount_cgroup(
     sys: &dyn Syscall,
     ctx: &RootfsContext,
@@ -279,8 +279,14 @@ fn mount_cgroup(
         Some("mode=755"),
     )
     .map_err(err("mount tmpfs on", dest))?;
-    for (dir, ctrls) in ctx.cgroup.paths.iter().zip(&ctx.cgroup.controllers) {
-        let target = dest.join(ctrls);
+    let hierarchies = ctx
+        .cgroup
+        .paths
+        .iter()
+        .zip(ctx.cgroup.controllers.iter().map(String::as_str))
+        .chain(ctx.cgroup.unified.iter().map(|dir| (dir, "unified")));
+    for (dir, name) in hierarchies {
+        let target = dest.join(name);
         sys.mkdir_all(&target, 0o755)
             .map_err(err("create mount point", &target))?;
         sys.mount(Some(dir), &target, None, MsFlags::MS_BIND, None)

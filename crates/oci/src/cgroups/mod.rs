@@ -3,9 +3,11 @@
 //! A [`CgroupManager`] owns the cgroup(s) of one container: it creates them, writes the
 //! spec's resources, moves the init in, freezes, reports statistics and removes them. The v1
 //! manager uses one directory per hierarchy; the v2 manager one directory in the unified tree.
-//! Hybrid hosts (v1 controllers plus a v2 mount, as this one) use v1. Both take their roots
-//! from a [`CgroupLayout`], so tests run them against a temporary directory.
+//! Hybrid hosts (v1 controllers plus a v2 mount, as this one) use v1, plus the unified tree
+//! for what only it holds ([`HybridManager`]). All take their roots from a [`CgroupLayout`],
+//! so tests run them against a temporary directory.
 
+mod hybrid;
 pub mod layout;
 mod stats;
 mod v1;
@@ -18,6 +20,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
+pub use hybrid::HybridManager;
 pub use layout::{CgroupLayout, CgroupMount, LayoutError};
 pub use stats::Stats;
 pub use v1::V1Manager;
@@ -57,6 +60,9 @@ pub struct CgroupRecord {
     /// v1: the controllers of each directory, comma-separated.
     #[serde(default)]
     pub controllers: Vec<String>,
+    /// Hybrid hosts: the container's directory in the unified tree, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unified: Option<PathBuf>,
 }
 
 /// The operations the runtime needs on a container's cgroups.
@@ -117,9 +123,26 @@ pub fn for_new(
                 mount.path.clone(),
             )))
         }
-        CgroupLayout::V1 { mounts } | CgroupLayout::Hybrid { v1: mounts, .. } => Ok(Box::new(
-            V1Manager::new(mounts, &requested, &own, &v1::wanted(resources)),
-        )),
+        CgroupLayout::V1 { mounts } => Ok(Box::new(V1Manager::new(
+            mounts,
+            &requested,
+            &own,
+            &v1::wanted(resources),
+        ))),
+        CgroupLayout::Hybrid { v1: mounts, v2 } => {
+            let v1 = V1Manager::new(mounts, &requested, &own, &v1::wanted(resources));
+            if !hybrid::needs_unified(resources, &layout.v1_controllers()) {
+                return Ok(Box::new(v1));
+            }
+            let unified_dir = v2.path.join(relative(&requested, &own_cgroup(&own, "")));
+            Ok(Box::new(HybridManager::new(
+                v1,
+                unified_dir,
+                &v2.path,
+                &layout.v2_controllers(),
+                resources,
+            )?))
+        }
     }
 }
 
@@ -130,7 +153,14 @@ pub fn from_record(record: &CgroupRecord) -> Box<dyn CgroupManager> {
             let path = record.paths.first().cloned().unwrap_or_default();
             Box::new(V2Manager::new(path.clone(), path))
         }
-        _ => Box::new(V1Manager::from_record(record)),
+        _ => match &record.unified {
+            Some(dir) => Box::new(HybridManager::reopen(
+                V1Manager::from_record(record),
+                dir.clone(),
+                dir.clone(),
+            )),
+            None => Box::new(V1Manager::from_record(record)),
+        },
     }
 }
 

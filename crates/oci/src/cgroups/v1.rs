@@ -153,11 +153,15 @@ impl V1Manager {
         }
         if let (Some(b), Some(dir)) = (r.block_io(), self.dir("blkio")) {
             if let Some(w) = b.weight() {
-                let file = if dir.join("blkio.weight").exists() {
-                    "blkio.weight"
-                } else {
-                    "blkio.bfq.weight"
-                };
+                let file = ["blkio.weight", "blkio.bfq.weight"]
+                    .into_iter()
+                    .find(|f| dir.join(f).exists())
+                    .ok_or(CgroupError::Unsupported {
+                        field: "blockIO.weight",
+                        reason: "this host's blkio controller has no weight file (the disks' \
+                                 I/O scheduler is neither bfq nor cfq)"
+                            .into(),
+                    })?;
                 write_file(dir, file, &w.to_string())?;
             }
             let throttles = [
@@ -344,6 +348,7 @@ impl CgroupManager for V1Manager {
             version: 1,
             paths: self.dirs.iter().map(|(_, p)| p.clone()).collect(),
             controllers: self.dirs.iter().map(|(c, _)| c.join(",")).collect(),
+            unified: None,
         }
     }
 }

@@ -204,6 +204,7 @@ impl CgroupManager for V2Manager {
             version: 2,
             paths: vec![self.dir.clone()],
             controllers: Vec::new(),
+            unified: None,
         }
     }
 
