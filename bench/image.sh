@@ -7,15 +7,16 @@
 #     pull` and by `skopeo copy` (to an OCI layout), each into an empty store.
 # Goals (issue 6): corral <= 0.5x buildah cold, <= 0.1x with cache, <= 1.0x skopeo.
 #
-#   bench/image.sh [RUNS]        (default 5; needs root, buildah, skopeo, docker-registry)
+#   bench/image.sh [RUNS]        (default 5; needs root, buildah, skopeo, docker-registry;
+#                                 CORRAL=path picks the binary, default the release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-for tool in buildah skopeo docker-registry runc; do
+for tool in buildah skopeo docker-registry; do
   command -v "$tool" >/dev/null || { echo "bench/image.sh: $tool is missing (scripts/setup.sh --deps-only)" >&2; exit 1; }
 done
-[ -x target/release/corral ] || cargo build --release -p corral -q
-corral=$PWD/target/release/corral
+corral=${CORRAL:-${CARGO_TARGET_DIR:-$PWD/target}/release/corral}
+[ -x "$corral" ] || cargo build --release -p corral -q
 
 work=$(mktemp -d /tmp/image-bench-$$.XXXXXX)
 regpid=

@@ -222,7 +222,7 @@ fn errors_name_the_step_and_leave_no_tag() {
 struct Chroot;
 
 impl RunStep for Chroot {
-    fn run(&self, req: &RunRequest<'_>) -> Result<(), String> {
+    fn run(&self, req: &RunRequest<'_>, _out: &mut dyn std::io::Write) -> Result<(), String> {
         let root = req.rootfs.to_path_buf();
         let cwd = req.cwd.to_string();
         let mut cmd = std::process::Command::new(&req.argv[0]);

@@ -40,6 +40,7 @@ pub fn build_services(
             build_args: build.args.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             target: None,
             no_cache: false,
+            network: "none".into(),
             context,
         }
         .run(global)

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 mod build;
 pub(crate) mod local;
 mod remote;
-mod runc;
+mod run_step;
 
 /// Image verbs.
 #[derive(Debug, Subcommand)]
@@ -60,6 +60,10 @@ pub struct BuildArgs {
     /// Do not use the layer cache.
     #[arg(long = "no-cache")]
     pub no_cache: bool,
+    /// The network of RUN steps: `none` (a private namespace with loopback, the default) or
+    /// `host`.
+    #[arg(long, value_name = "MODE", default_value = "none")]
+    pub network: String,
     /// The build context directory.
     pub context: PathBuf,
 }

@@ -9,6 +9,7 @@ pub mod diff;
 pub mod parser;
 mod run;
 mod steps;
+pub mod user;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -43,8 +44,9 @@ pub struct RunRequest<'a> {
 
 /// Runs RUN steps in a container. The CLI implements it with the OCI runtime.
 pub trait RunStep {
-    /// Runs the command to completion; an error message if it could not run or exited non-zero.
-    fn run(&self, req: &RunRequest<'_>) -> Result<(), String>;
+    /// Runs the command to completion, streaming its output (stdout and stderr) to `out` as
+    /// it comes; an error message if it could not run or exited non-zero.
+    fn run(&self, req: &RunRequest<'_>, out: &mut dyn Write) -> Result<(), String>;
 }
 
 /// Failures of a build.

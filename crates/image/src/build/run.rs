@@ -6,7 +6,6 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 
 use super::parser::Command;
 use super::{steps, BuildError, Builder, CacheEntry, RunRequest};
@@ -107,13 +106,16 @@ impl Builder<'_> {
         drop(root);
         let _ = out.flush();
         executor
-            .run(&RunRequest {
-                rootfs: &spec.target,
-                argv: &argv,
-                env: &env,
-                cwd: &cwd,
-                user: &user,
-            })
+            .run(
+                &RunRequest {
+                    rootfs: &spec.target,
+                    argv: &argv,
+                    env: &env,
+                    cwd: &cwd,
+                    user: &user,
+                },
+                out,
+            )
             .map_err(BuildError::Context)?;
         nix::mount::umount2(&spec.target, nix::mount::MntFlags::empty()).map_err(|errno| {
             crate::rootfs::RootfsError::Mount {
@@ -126,9 +128,6 @@ impl Builder<'_> {
         let mut lw = LayerWriter::new(self.store)?;
         super::diff::diff_upper(&spec.upperdir, &mut lw)
             .map_err(|e| BuildError::Context(format!("diffing the RUN result: {e}")))?;
-        let layer = lw.finish()?;
-        let upper: PathBuf = spec.upperdir;
-        let _ = upper;
-        Ok(layer)
+        Ok(lw.finish()?)
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use corral_image::build::{build, BuildOptions, RunStep};
 
 use super::local::{normalise, store};
-use super::runc::RuncExecutor;
+use super::run_step::{BuildNetwork, OciExecutor};
 use super::BuildArgs;
 use crate::cli::GlobalArgs;
 
@@ -41,9 +41,9 @@ impl BuildArgs {
                 None => build_args.insert(a.clone(), std::env::var(a).unwrap_or_default()),
             };
         }
+        let network = BuildNetwork::parse(&self.network)?;
         let st = store(global)?;
-        let paths = global.paths();
-        let executor = RuncExecutor::detect(&paths.run, &paths.root.join("image-cache/bundles"));
+        let executor = OciExecutor::new(&global.paths().run, network);
         let opts = BuildOptions {
             containerfile: text,
             tags,
@@ -53,8 +53,13 @@ impl BuildArgs {
         };
         let started = std::time::Instant::now();
         let mut out = std::io::stdout();
-        let exec: Option<&dyn RunStep> = executor.as_ref().map(|e| e as &dyn RunStep);
-        let outcome = build(&st, &self.context, &opts, exec, &mut out)?;
+        let outcome = build(
+            &st,
+            &self.context,
+            &opts,
+            Some(&executor as &dyn RunStep),
+            &mut out,
+        )?;
         eprintln!(
             "Built {} in {:.2}s ({} steps run, {} from cache)",
             outcome.image.id(),
