@@ -11,6 +11,7 @@ pub mod extract;
 pub mod gc;
 pub mod import;
 pub mod layer;
+pub mod manifest;
 pub mod reference;
 pub mod registry;
 pub mod rootfs;
