@@ -8,6 +8,7 @@ pub mod commit;
 pub mod digest;
 pub mod disk;
 pub mod extract;
+pub mod fuzzing;
 pub mod gc;
 pub mod import;
 pub mod layer;
