@@ -23,8 +23,8 @@ pub(crate) struct Shared {
     pub(crate) backends: ArcSwap<BackendSet>,
     /// Serialises backend-set updates (never taken on the request path).
     update: Mutex<()>,
-    /// The request header the `hash` algorithm reads, parsed once.
-    pub(crate) hash_header: Option<hyper::header::HeaderName>,
+    /// The request header the `hash` algorithm reads, lowercase.
+    pub(crate) hash_header: Option<String>,
     /// The sticky cookie's name, for HTTP services using `sticky`.
     pub(crate) sticky_cookie: Option<String>,
 }
@@ -32,9 +32,7 @@ pub(crate) struct Shared {
 impl Shared {
     fn new(cfg: &ServiceConfig) -> Self {
         let hash_header = match cfg.algorithm {
-            Algorithm::Hash(HashKey::Header(ref h)) => {
-                hyper::header::HeaderName::from_bytes(h.as_bytes()).ok()
-            }
+            Algorithm::Hash(HashKey::Header(ref h)) => Some(h.to_ascii_lowercase()),
             _ => None,
         };
         let sticky_cookie = match cfg.algorithm {

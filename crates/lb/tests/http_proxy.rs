@@ -2,6 +2,8 @@
 //! backend changes, draining, stickiness, health checks.
 
 mod common;
+#[path = "http_proxy/wire.rs"]
+mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
