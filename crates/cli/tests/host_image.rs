@@ -279,6 +279,12 @@ fn host_build_failing_run_names_the_step_and_leaves_nothing() {
     assert!(!images.contains("failed"), "{images}");
     w.assert_nothing_left(pid);
 
+    // An exit status above 128 is still an exit status, not a signal.
+    let ctx = w.context("exit130", "FROM busybox\nRUN exit 130\n");
+    let out = w.corral(&["build", "-t", "exit:1", ctx.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("non-zero code: 130"), "{stderr}");
+
     // A USER the image does not know fails the step before anything starts.
     let ctx = w.context("ghost", "FROM busybox\nUSER ghost\nRUN true\n");
     let out = w.corral(&["build", "-t", "ghost:1", ctx.to_str().unwrap()]);

@@ -123,6 +123,14 @@ impl Drop for InterruptGuard {
     }
 }
 
+/// How a step's process ended.
+enum Ended {
+    /// It exited with this status.
+    Exited(i32),
+    /// A signal killed it.
+    Killed(Signal),
+}
+
 /// Kills, reaps and deletes a step's container however the step ends.
 struct Running {
     container: Option<Container>,
@@ -131,17 +139,17 @@ struct Running {
 }
 
 impl Running {
-    /// Waits for the init (our child); its exit code, or 128 + the signal that killed it.
-    fn wait(&mut self) -> Result<i32, String> {
+    /// Waits for the init (our child): how it ended.
+    fn wait(&mut self) -> Result<Ended, String> {
         loop {
             match waitpid(Pid::from_raw(self.pid), None) {
                 Ok(WaitStatus::Exited(_, code)) => {
                     self.reaped = true;
-                    return Ok(code);
+                    return Ok(Ended::Exited(code));
                 }
                 Ok(WaitStatus::Signaled(_, sig, _)) => {
                     self.reaped = true;
-                    return Ok(128 + sig as i32);
+                    return Ok(Ended::Killed(sig));
                 }
                 Ok(_) | Err(nix::Error::EINTR) => continue,
                 Err(e) => return Err(format!("waiting for the RUN container: {e}")),
@@ -402,21 +410,16 @@ impl RunStep for OciExecutor {
         c.start()
             .map_err(|e| format!("starting the RUN container: {e}"))?;
         pump(rd, out);
-        let code = running.wait()?;
+        let ended = running.wait()?;
         running.delete()?;
         drop(bundle);
         if INTERRUPTED.load(Ordering::SeqCst) {
             return Err("interrupted".into());
         }
-        match code {
-            0 => Ok(()),
-            c if c > 128 => Err(format!(
-                "the command was killed by signal {}",
-                Signal::try_from(c - 128)
-                    .map(|s| s.as_str().to_owned())
-                    .unwrap_or_else(|_| (c - 128).to_string())
-            )),
-            c => Err(format!("the command returned a non-zero code: {c}")),
+        match ended {
+            Ended::Exited(0) => Ok(()),
+            Ended::Exited(c) => Err(format!("the command returned a non-zero code: {c}")),
+            Ended::Killed(sig) => Err(format!("the command was killed by {}", sig.as_str())),
         }
     }
 }
