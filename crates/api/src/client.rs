@@ -54,6 +54,26 @@ pub enum ClientError {
         /// The error body.
         body: ErrorBody,
     },
+    /// The daemon does not know a path this client uses: it runs an older build.
+    #[error(
+        "the daemon (corral {daemon_version}, commit {daemon_commit}, pid {pid}) does not know \
+         {method} {path}, which this CLI (corral {cli_version}) uses: restart the daemon \
+         (`kill {pid}`; containers and VMs keep running, and the next command starts the new one)"
+    )]
+    OldDaemon {
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+        /// The daemon's version.
+        daemon_version: String,
+        /// The daemon's commit.
+        daemon_commit: String,
+        /// The daemon's pid.
+        pid: u32,
+        /// This client's version.
+        cli_version: String,
+    },
     /// HTTP-level failure.
     #[error("HTTP exchange with the daemon failed: {0}")]
     Http(#[from] hyper::Error),
@@ -136,7 +156,16 @@ impl Client {
         &self.endpoint
     }
 
-    async fn connect(
+    /// The bearer token when the daemon is reached over TCP.
+    pub(crate) fn token(&self) -> Option<&str> {
+        match &self.endpoint {
+            Endpoint::Tcp { token, .. } => Some(token),
+            Endpoint::Unix(_) => None,
+        }
+    }
+
+    /// One HTTP/1.1 connection (upgrades allowed, for attaches).
+    pub(crate) async fn connect(
         &self,
     ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError> {
         let connect_err = |source| ClientError::Connect {
@@ -148,7 +177,7 @@ impl Client {
                 let (sender, conn) =
                     hyper::client::conn::http1::handshake(TokioIo::new($stream)).await?;
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    let _ = conn.with_upgrades().await;
                 });
                 sender
             }};
@@ -177,6 +206,7 @@ impl Client {
         body: Option<Vec<u8>>,
     ) -> Result<Response<Incoming>, ClientError> {
         let mut sender = self.connect().await?;
+        let method_name = method.to_string();
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -193,15 +223,52 @@ impl Client {
         let resp = sender.send_request(req).await?;
         let status = resp.status().as_u16();
         if status >= 400 {
-            let bytes = resp.into_body().collect().await?.to_bytes();
-            let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
-                code: "http".into(),
-                message: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)),
-                details: serde_json::Value::Null,
-            });
-            return Err(ClientError::Api { status, body });
+            let err = error_of(resp).await;
+            return Err(self.explain_unknown_path(err, &method_name, path).await);
         }
         Ok(resp)
+    }
+
+    /// A 404 for an API path (not an object) means the daemon is older than this client:
+    /// say so, with both versions.
+    async fn explain_unknown_path(
+        &self,
+        err: ClientError,
+        method: &str,
+        path: &str,
+    ) -> ClientError {
+        let unknown = matches!(&err, ClientError::Api { status: 404, body }
+            if body.message.starts_with(UNKNOWN_PATH));
+        if !unknown || path == "/v1/info" {
+            return err;
+        }
+        let Ok(mut sender) = self.connect().await else {
+            return err;
+        };
+        let mut req = Request::builder().uri("/v1/info").header("host", "corral");
+        if let Some(token) = self.token() {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .expect("request parts are valid");
+        let Ok(resp) = sender.send_request(req).await else {
+            return err;
+        };
+        let Ok(body) = resp.into_body().collect().await else {
+            return err;
+        };
+        match serde_json::from_slice::<Info>(&body.to_bytes()) {
+            Ok(info) => ClientError::OldDaemon {
+                method: method.to_string(),
+                path: path.to_string(),
+                daemon_version: info.version,
+                daemon_commit: info.commit,
+                pid: info.pid,
+                cli_version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            Err(_) => err,
+        }
     }
 
     /// Send a request and return the whole body as text.
@@ -368,6 +435,18 @@ impl Client {
         self.call::<(), _>(Method::GET, "/v1/inventory", None).await
     }
 }
+
+/// The error an answer carries (its JSON error body, or its status and text).
+pub(crate) async fn error_of(resp: Response<Incoming>) -> ClientError {
+    let status = resp.status().as_u16();
+    match resp.into_body().collect().await {
+        Ok(body) => crate::tty::refused(status, &body.to_bytes()),
+        Err(e) => ClientError::Http(e),
+    }
+}
+
+/// How the daemon's answer for a path it does not route begins.
+pub const UNKNOWN_PATH: &str = "no such API path";
 
 /// Percent-encode a path segment (names are restricted, but be safe).
 pub fn enc(s: &str) -> String {

@@ -5,11 +5,13 @@
 
 pub mod apps;
 pub mod client;
+pub mod tty;
 pub mod types;
 
 pub use apps::*;
 pub use client::{Client, ClientError, Endpoint};
 pub use hyper::Method;
+pub use tty::{ExecSession, TtySize, TtyStream};
 pub use types::*;
 
 /// The API version prefix of every path.

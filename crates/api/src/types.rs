@@ -97,6 +97,10 @@ pub struct Instance {
     /// Its place on a corral network (absent with `--network none|host`).
     #[serde(default)]
     pub network: Option<NetworkAttachment>,
+    /// What a container runs: its request's command, or the image's Entrypoint and Cmd when
+    /// the request gave none (read from its bundle); empty for VMs.
+    #[serde(default)]
+    pub command: Vec<String>,
 }
 
 /// An instance's place on a network: what `inspect` shows and apps read back.
@@ -178,6 +182,11 @@ pub struct ContainerSpec {
     pub labels: std::collections::BTreeMap<String, String>,
     /// Remove when it exits.
     pub auto_remove: bool,
+    /// Give the process a terminal (`-t`): its output goes to the log as `stdout` and clients
+    /// attach to it with `POST /v1/containers/{id}/attach`.
+    pub tty: bool,
+    /// Keep the process's input open for attached clients (`-i`); needs `tty`.
+    pub interactive: bool,
 }
 
 /// A container's exit (`POST /v1/containers/{id}/wait`).
@@ -197,6 +206,9 @@ pub struct ExecRequest {
     pub env: Vec<String>,
     /// `uid[:gid]`.
     pub user: Option<String>,
+    /// Run it on a terminal (`exec -t`): create a session with `POST /v1/containers/{id}/execs`
+    /// and attach with `POST /v1/execs/{exec}/start`.
+    pub tty: bool,
 }
 
 /// The result of an exec.
@@ -297,6 +309,9 @@ pub struct Event {
 pub struct Info {
     /// corral version.
     pub version: String,
+    /// The git commit the daemon was built from.
+    #[serde(default)]
+    pub commit: String,
     /// Daemon pid.
     pub pid: u32,
     /// Root dir.

@@ -245,6 +245,14 @@ fn host_run_wait_logs_ps_rm() {
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
     w.ok(&["rm", "c1"]);
     w.assert_no_leaks(&id);
+    // With no command the image's Cmd runs, and ps names it (not "").
+    w.ok(&["run", "-d", "--name", "dflt", "busybox"]);
+    w.ok(&["wait", "dflt"]);
+    assert_eq!(w.inspect("dflt")["command"], serde_json::json!(["/bin/sh"]));
+    let ps = w.ok(&["ps", "-a"]);
+    let row = ps.lines().find(|l| l.contains("dflt")).unwrap();
+    assert!(row.contains("\"/bin/sh\""), "{ps}");
+    w.ok(&["rm", "dflt"]);
 }
 
 #[test]
@@ -519,5 +527,107 @@ fn host_crash_during_rm_finishes_the_removal() {
             "{point}: removed container still listed"
         );
         w.assert_no_leaks(&id);
+    }
+}
+
+/// The daemon's event stream (Server-Sent Events) read straight off its socket.
+struct Events(std::io::BufReader<std::os::unix::net::UnixStream>);
+
+impl Events {
+    fn open(w: &World) -> Events {
+        w.ok(&["ps"]); // the daemon runs
+        let mut s = std::os::unix::net::UnixStream::connect(w.run.join("corral.sock")).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        std::io::Write::write_all(&mut s, b"GET /v1/events HTTP/1.1\r\nHost: corral\r\n\r\n")
+            .unwrap();
+        Events(std::io::BufReader::new(s))
+    }
+
+    /// Wait for the next event `action` of the instance named `name`.
+    fn next(&mut self, name: &str, action: &str) {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = std::io::BufRead::read_line(&mut self.0, &mut line)
+                .unwrap_or_else(|e| panic!("no {action} event for {name}: {e}"));
+            assert!(n > 0, "the event stream ended before {action} of {name}");
+            let Some(data) = line.trim().strip_prefix("data:") else {
+                continue;
+            };
+            let Ok(ev) = serde_json::from_str::<serde_json::Value>(data.trim()) else {
+                continue;
+            };
+            if ev["name"] == name && ev["action"] == action {
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn host_restart_policies_on_failure_n_and_always() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new();
+    let mut ev = Events::open(&w);
+    // on-failure:2: the first run and two restarts, then it stays exited.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 1",
+    ]);
+    for _ in 0..3 {
+        ev.next("flaky", "die");
+    }
+    let info = w.inspect("flaky");
+    assert_eq!(info["restart_count"], 2, "{info}");
+    assert_eq!(info["exit_code"], 1, "{info}");
+    let logs = w.ok(&["logs", "flaky"]);
+    assert_eq!(logs.matches("run\n").count(), 3, "{logs}");
+    // A clean exit is not a failure.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "fine",
+        "--restart",
+        "on-failure",
+        "busybox",
+        "true",
+    ]);
+    ev.next("fine", "die");
+    assert_eq!(w.inspect("fine")["restart_count"], 0);
+    // always: restarted after clean exits too, until the user stops it.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "loop",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2",
+    ]);
+    for _ in 0..3 {
+        ev.next("loop", "start");
+    }
+    w.ok(&["stop", "-t", "1", "loop"]);
+    let info = w.inspect("loop");
+    assert_eq!(info["state"], "exited", "{info}");
+    assert!(info["restart_count"].as_i64().unwrap() >= 2, "{info}");
+    for n in ["flaky", "fine", "loop"] {
+        w.ok(&["rm", n]);
     }
 }

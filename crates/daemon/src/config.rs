@@ -40,6 +40,8 @@ pub struct DaemonConfig {
     /// Names and address pool of the host networking objects this daemon owns (link prefix,
     /// default bridge, nftables table): one set per daemon on a host.
     pub net: corral_net::NetConfig,
+    /// The build (git commit) of the executable, shown in `/v1/info`.
+    pub build: String,
 }
 
 impl DaemonConfig {
@@ -55,6 +57,7 @@ impl DaemonConfig {
             log_max_bytes: 10 << 20,
             ready_fd: None,
             net: corral_net::NetConfig::default(),
+            build: "unknown".into(),
         };
         if cfg.root != Path::new(DEFAULT_ROOT) {
             let prefix = root_net_prefix(&cfg.root);
@@ -95,6 +98,14 @@ impl DaemonConfig {
     /// The folder of one container.
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
+    }
+
+    /// The attach socket of a container's terminal, served by its shim (run dir, so the
+    /// path stays short of the 108-byte socket limit; 128 bits of the id are unique enough).
+    pub fn shim_socket(&self, id: &str) -> PathBuf {
+        self.run
+            .join("shims")
+            .join(format!("{}.sock", &id[..32.min(id.len())]))
     }
 
     /// The folder of one VM.

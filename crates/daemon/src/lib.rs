@@ -16,10 +16,12 @@ mod inventory;
 mod locks;
 pub mod network;
 mod proc;
+pub mod pty;
 mod recover;
 pub mod shim;
 mod start;
 mod state;
+pub mod vm_console;
 mod vms;
 
 pub use config::DaemonConfig;

@@ -39,6 +39,10 @@ pub struct AppState {
     pub net: crate::network::Networking,
     /// Apps and their reconcile tasks.
     pub apps: crate::apps::Apps,
+    /// Exec sessions on terminals.
+    pub execs: crate::containers::exec_tty::ExecSessions,
+    /// Containers the user stopped: their restart policy stays quiet until the next start.
+    pub user_stopped: Mutex<std::collections::HashSet<String>>,
 }
 
 impl AppState {
@@ -61,6 +65,8 @@ impl AppState {
             token,
             net,
             apps: crate::apps::Apps::default(),
+            execs: Default::default(),
+            user_stopped: Mutex::default(),
         }
     }
 
@@ -68,6 +74,9 @@ impl AppState {
     pub fn wire(&self, rec: &InstanceRecord) -> Instance {
         let mut inst = to_wire(rec);
         inst.network = self.net.attachment(&rec.id);
+        if rec.kind == Kind::Container {
+            inst.command = bundle_command(&self.config.container_dir(&rec.id));
+        }
         inst
     }
 
@@ -150,5 +159,18 @@ pub fn to_wire(rec: &InstanceRecord) -> Instance {
         restart_count: rec.restart_count,
         spec: rec.spec.clone(),
         network: None,
+        command: Vec::new(),
     }
+}
+
+/// The command a container's bundle runs (`process.args` of its `config.json`); empty while
+/// the bundle is not written yet.
+fn bundle_command(dir: &std::path::Path) -> Vec<String> {
+    let Ok(bytes) = std::fs::read(dir.join("config.json")) else {
+        return Vec::new();
+    };
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|mut v| serde_json::from_value(v["process"]["args"].take()).ok())
+        .unwrap_or_default()
 }

@@ -305,6 +305,8 @@ pub async fn start(state: &Arc<AppState>, key: &str) -> ApiResult<InstanceRecord
         .arg(dir.join("vm.toml"))
         .arg("--control-socket")
         .arg(&sock)
+        .arg("--console-socket")
+        .arg(crate::vm_console::socket(&dir))
         .stdin(std::process::Stdio::null())
         .stdout(
             log.try_clone()
@@ -459,24 +461,41 @@ pub async fn stop(
     }
     let journal = state.store().journal_begin(&rec.id, Op::Stop, "begin")?;
     let pid = rec.supervisor_pid.unwrap_or(0);
+    let was_paused = rec.state == State::Paused;
     state.transition(&mut rec, State::Stopping, "stop")?;
     let mut rx = state.exit_channel(&rec.id).subscribe();
-    // The monitor has no guest-cooperative power-off yet: `shutdown` falls back to `stop`,
-    // which ends the VM process cleanly, before the SIGKILL of last resort.
-    let mut asked = graceful && control(state, &rec.name, "shutdown").await.is_ok();
-    if !asked {
-        asked = control(state, &rec.name, "stop").await.is_ok();
-    }
-    let exited = asked
+    // Guest-cooperative: Ctrl-Alt-Del on the i8042; the guest's init shuts down and reboots,
+    // and a reboot ends a microVM. A paused guest is resumed to hear it.
+    let asked = graceful
+        && (!was_paused || control(state, &rec.name, "resume").await.is_ok())
+        && control(state, &rec.name, "ctrl_alt_del").await.is_ok();
+    let mut exited = asked
         && tokio::time::timeout(timeout, rx.wait_for(|v| v.is_some()))
             .await
             .is_ok();
+    let mut turned_off = false;
+    if !exited {
+        // Turn it off: the monitor ends the VM cleanly; SIGKILL is the last resort.
+        turned_off = graceful;
+        exited = control(state, &rec.name, "stop").await.is_ok()
+            && tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|v| v.is_some()))
+                .await
+                .is_ok();
+    }
     if !exited && pid > 0 && proc::alive(pid, rec.supervisor_start) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
         let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|v| v.is_some())).await;
+    }
+    if turned_off {
+        let mut done = state.store().get_instance(&rec.id)?;
+        done.reason = Some(format!(
+            "the guest did not shut down within {}s; it was turned off",
+            timeout.as_secs()
+        ));
+        state.store().update_instance(&done)?;
     }
     state.store().journal_commit(journal)?;
     Ok(state.store().get_instance(&rec.id)?)

@@ -101,12 +101,64 @@ async fn api_errors_are_json_with_codes_and_field_paths() {
         .await
         .unwrap_err();
     assert_eq!(e.status(), Some(400));
+    // A path the daemon does not route: an older daemon than this client, said so.
     let e = d
         .client
         .text(Method::GET, "/v1/nowhere", None)
         .await
         .unwrap_err();
-    assert_eq!(e.status(), Some(404));
+    assert!(
+        matches!(&e, corral_api::ClientError::OldDaemon { pid, .. } if *pid == std::process::id()),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("GET /v1/nowhere") && msg.contains("restart the daemon"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminals_refuse_clearly() {
+    let d = start().await;
+    // An attach must be an upgrade; then the container must exist.
+    let e = d
+        .client
+        .text(Method::POST, "/v1/containers/nope/attach", None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(400), "{e}");
+    assert!(e.to_string().contains("Upgrade"), "{e}");
+    let e = d
+        .client
+        .attach_container("nope", true, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    let req = corral_api::ExecRequest {
+        command: vec!["sh".into()],
+        tty: true,
+        ..Default::default()
+    };
+    let e = d.client.create_exec("nope", &req).await.unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    let e = d.client.exec_session("nope").await.unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    let e = d.client.start_exec("nope", None).await.unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    // A VM's console exists while it runs.
+    let spec = VmSpec {
+        name: "quiet".into(),
+        kernel: Some("/bin/true".into()),
+        ..Default::default()
+    };
+    d.client
+        .call::<_, serde_json::Value>(Method::POST, "/v1/vms", Some(&spec))
+        .await
+        .unwrap();
+    let e = d.client.upgrade("/v1/vms/quiet/console").await.unwrap_err();
+    assert_eq!(e.status(), Some(409), "{e}");
+    assert!(e.to_string().contains("start it"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,13 +7,17 @@
 //! arrive and spends ~10 s of boot in timeouts ("Can't read CTR while initializing i8042").
 //! Here the controller answers its own commands (CTR read/write, self-tests, output port);
 //! there is no keyboard or mouse behind it, so commands for those go unanswered, as on a
-//! controller with nothing plugged in.
+//! controller with nothing plugged in. The one key press it makes is Ctrl-Alt-Del, on IRQ 1,
+//! for a guest-cooperative shutdown (as Firecracker's `SendCtrlAltDel`); the guest should boot
+//! with `i8042.dumbkbd` so its keyboard driver takes the port without probing a keyboard.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use vmm_sys_util::eventfd::EventFd;
 
+use crate::interrupt::Interrupt;
 use crate::BusDevice;
 
 const DATA: u64 = 0;
@@ -43,6 +47,9 @@ const CMD_RESET_CPU: u8 = 0xfe;
 
 /// CTR bits: keyboard and aux interrupts, system flag, disabled ports, translation.
 const CTR_DEFAULT: u8 = 0x01 | 0x02 | 0x04 | 0x40;
+const CTR_KBD_INT: u8 = 0x01;
+/// Ctrl, Alt and Delete pressed, in scan code set 1 (what the guest reads with translation on).
+const CTRL_ALT_DEL: [u8; 4] = [0x1d, 0x38, 0xe0, 0x53];
 const CTR_KBD_DISABLED: u8 = 0x10;
 const CTR_AUX_DISABLED: u8 = 0x20;
 /// Output port: bit 0 is the CPU reset line (active low), bit 1 the A20 gate.
@@ -73,6 +80,10 @@ pub struct I8042 {
     last_was_command: bool,
     /// CPU resets the guest asked for.
     pub resets: u64,
+    /// Keyboard bytes waiting for the output buffer to empty.
+    keyboard: VecDeque<u8>,
+    /// IRQ 1, raised when a keyboard byte is ready.
+    kbd_irq: Option<Arc<dyn Interrupt>>,
 }
 
 impl I8042 {
@@ -86,6 +97,38 @@ impl I8042 {
             pending: None,
             last_was_command: false,
             resets: 0,
+            keyboard: VecDeque::new(),
+            kbd_irq: None,
+        }
+    }
+
+    /// Raise `irq` (IRQ 1) when a keyboard byte is ready.
+    pub fn with_keyboard_irq(mut self, irq: Arc<dyn Interrupt>) -> Self {
+        self.kbd_irq = Some(irq);
+        self
+    }
+
+    /// Press Ctrl-Alt-Del: the guest's keyboard driver reads the three keys.
+    pub fn ctrl_alt_del(&mut self) {
+        self.keyboard.extend(CTRL_ALT_DEL);
+        self.feed_keyboard();
+    }
+
+    /// Move the next keyboard byte into an empty output buffer and interrupt the guest.
+    fn feed_keyboard(&mut self) {
+        if !self.output.is_empty() || self.ctr & CTR_KBD_DISABLED != 0 {
+            return;
+        }
+        let Some(b) = self.keyboard.pop_front() else {
+            return;
+        };
+        self.output.push_back(b);
+        if self.ctr & CTR_KBD_INT != 0 {
+            if let Some(irq) = &self.kbd_irq {
+                if let Err(e) = irq.trigger() {
+                    tracing::warn!("i8042 keyboard interrupt: {e}");
+                }
+            }
         }
     }
 
@@ -156,7 +199,11 @@ impl BusDevice for I8042 {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0);
         let v = match offset {
-            DATA => self.output.pop_front().unwrap_or(0),
+            DATA => {
+                let b = self.output.pop_front().unwrap_or(0);
+                self.feed_keyboard();
+                b
+            }
             COMMAND => self.status(),
             _ => 0,
         };
@@ -180,6 +227,8 @@ impl BusDevice for I8042 {
             }
             _ => {}
         }
+        // A re-enabled port or a new CTR may let a waiting key through.
+        self.feed_keyboard();
     }
 }
 
@@ -235,5 +284,29 @@ mod tests {
         assert_eq!(rd(&mut d, COMMAND) & STATUS_OBF, 0, "no keyboard answers");
         assert!(evt.read().is_err(), "no reset along the way");
         assert_eq!(d.state().pending, None);
+    }
+
+    #[test]
+    fn ctrl_alt_del_reaches_the_guest_one_interrupt_per_byte() {
+        let (d, _evt) = dev();
+        let irq = Arc::new(crate::interrupt::IrqLevel::new(1));
+        let mut d = d.with_keyboard_irq(irq.clone());
+        // A command's answer waiting in the buffer goes first; the keys follow it.
+        d.write(COMMAND, &[CMD_READ_CTR]);
+        d.ctrl_alt_del();
+        assert_eq!(irq.count(), 0, "the buffer is busy with the CTR");
+        assert_eq!(rd(&mut d, DATA), CTR_DEFAULT);
+        let mut keys = Vec::new();
+        while rd(&mut d, COMMAND) & STATUS_OBF != 0 {
+            keys.push(rd(&mut d, DATA));
+        }
+        assert_eq!(keys, CTRL_ALT_DEL);
+        assert_eq!(irq.count(), 4);
+        // With the keyboard disabled, keys wait.
+        d.write(COMMAND, &[CMD_DISABLE_KBD]);
+        d.ctrl_alt_del();
+        assert_eq!(rd(&mut d, COMMAND) & STATUS_OBF, 0);
+        d.write(COMMAND, &[CMD_ENABLE_KBD]);
+        assert_eq!(rd(&mut d, DATA), 0x1d);
     }
 }

@@ -9,6 +9,8 @@
 //! - `pause`   → parks every vCPU, answers once they are parked: `{"state": "paused"}`
 //! - `resume`  → `{"state": "running"}`
 //! - `stop`    → ends the VM (the `corral vmm` process exits 0): `{"state": "stopping"}`
+//! - `ctrl_alt_del` → presses Ctrl-Alt-Del on the i8042 keyboard (the guest's cue to shut
+//!   down; its reboot then ends the VM): `{"state": "running"|"paused"}`
 //! - `metrics` → `{"vcpu_time_ns": [..], "exits": {"io_in": n, "io_out": n, "mmio_read": n,
 //!   "mmio_write": n, "hlt": n, "interrupted": n, "other": n}, "serial_tx_bytes": n,
 //!   "rss_bytes": n, "devices": {"net0": {"rx_frames": n, …}, "vda": {…}}}`
@@ -80,6 +82,8 @@ pub enum Op {
     Resume,
     /// End the VM.
     Stop,
+    /// Press Ctrl-Alt-Del for the guest.
+    CtrlAltDel,
     /// Counters.
     Metrics,
     /// Set the balloon's target (`target_mib`).
@@ -133,6 +137,10 @@ pub trait Controlled {
     fn is_paused(&self) -> bool;
     /// End the VM.
     fn stop(&self);
+    /// Press Ctrl-Alt-Del for the guest.
+    fn ctrl_alt_del(&self) -> Result<(), String> {
+        Err("this VM has no keyboard controller".into())
+    }
     /// Counters as JSON.
     fn metrics(&self) -> serde_json::Value;
     /// Number of vCPUs.
@@ -159,6 +167,10 @@ impl Controlled for MachineHandle {
     }
     fn stop(&self) {
         MachineHandle::stop(self)
+    }
+    fn ctrl_alt_del(&self) -> Result<(), String> {
+        MachineHandle::ctrl_alt_del(self);
+        Ok(())
     }
     fn metrics(&self) -> serde_json::Value {
         serde_json::to_value(MachineHandle::metrics(self)).unwrap_or_default()
@@ -206,6 +218,10 @@ pub fn handle_line(line: &str, target: &dyn Controlled) -> Response {
             target.stop();
             Response::ok(serde_json::json!({"state": "stopping"}))
         }
+        Op::CtrlAltDel => match target.ctrl_alt_del() {
+            Ok(()) => Response::ok(serde_json::json!({"state": state(target.is_paused())})),
+            Err(e) => Response::err(e),
+        },
         Op::Metrics => Response::ok(target.metrics()),
         Op::Balloon => match req.target_mib {
             None => Response::err("balloon needs \"target_mib\"".into()),

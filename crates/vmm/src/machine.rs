@@ -23,6 +23,8 @@ use crate::GuestMem;
 
 /// COM1's ports.
 const COM1: u64 = 0x3f8;
+/// The i8042's keyboard interrupt (ISA IRQ 1).
+const I8042_IRQ: u32 = 1;
 /// The i8042's ports 0x60..=0x64.
 const I8042_PORT: u64 = 0x60;
 
@@ -72,6 +74,7 @@ pub struct Machine {
     pio: Arc<Bus>,
     mmio: Arc<Bus>,
     serial: Arc<Mutex<SerialDevice>>,
+    i8042: Arc<Mutex<I8042>>,
     reset_evt: EventFd,
     control: Arc<RunControl>,
     metrics: Arc<Metrics>,
@@ -87,6 +90,7 @@ pub struct MachineHandle {
     control: Arc<RunControl>,
     metrics: Arc<Metrics>,
     serial: Arc<Mutex<SerialDevice>>,
+    i8042: Arc<Mutex<I8042>>,
     vcpus: usize,
     devices: Arc<Vec<AttachedDevice>>,
     balloon: Option<BalloonHandle>,
@@ -125,6 +129,13 @@ impl MachineHandle {
     /// End the VM.
     pub fn stop(&self) {
         self.control.finish(MachineExit::Stopped);
+    }
+    /// Press Ctrl-Alt-Del on the keyboard controller (a guest-cooperative shutdown).
+    pub fn ctrl_alt_del(&self) {
+        self.i8042
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ctrl_alt_del();
     }
     /// Current counters.
     pub fn metrics(&self) -> MetricsSnapshot {
@@ -220,14 +231,19 @@ impl Machine {
                 message: e.to_string(),
             })?;
         let reset_evt = EventFd::new(EFD_NONBLOCK).map_err(os_err("eventfd"))?;
-        let i8042 = I8042::new(reset_evt.try_clone().map_err(os_err("eventfd"))?);
-        pio.insert(Arc::new(Mutex::new(i8042)), I8042_PORT, 5)
+        let kbd_irq = vm.irq_line(I8042_IRQ).map_err(backend_err(hv))?;
+        let i8042 = Arc::new(Mutex::new(
+            I8042::new(reset_evt.try_clone().map_err(os_err("eventfd"))?)
+                .with_keyboard_irq(kbd_irq),
+        ));
+        pio.insert(i8042.clone(), I8042_PORT, 5)
             .map_err(|e| MachineError::Device {
                 device: "i8042".into(),
                 message: e.to_string(),
             })?;
         let mut mmio = Bus::new();
-        let mut cmdline = cmdline;
+        // No keyboard sits behind the i8042: its driver must not probe one (and wait).
+        let mut cmdline = cmdline + " i8042.dumbkbd";
         let mut devices = Vec::new();
         let set = crate::virtio_setup::create_devices(config)?;
         let balloon = set.balloon;
@@ -268,6 +284,7 @@ impl Machine {
             pio: Arc::new(pio),
             mmio: Arc::new(mmio),
             serial,
+            i8042,
             reset_evt,
             control,
             cmdline,
@@ -283,6 +300,7 @@ impl Machine {
             control: self.control.clone(),
             metrics: self.metrics.clone(),
             serial: self.serial.clone(),
+            i8042: self.i8042.clone(),
             vcpus: self.vcpus.len(),
             devices: self.devices.clone(),
             balloon: self.balloon.clone(),

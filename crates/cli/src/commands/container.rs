@@ -213,4 +213,5 @@ pub struct StatsArgs {
     pub watch: bool,
 }
 
+mod interactive;
 mod verbs;

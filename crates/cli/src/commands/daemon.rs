@@ -39,6 +39,7 @@ impl DaemonArgs {
             corral_daemon::DaemonConfig::new(global.root.clone(), global.run_dir.clone(), exe);
         config.listen = self.listen;
         config.ready_fd = self.ready_fd;
+        config.build = env!("CORRAL_GIT_COMMIT").into();
         if let Some(p) = &self.net_prefix {
             let ok = !p.is_empty()
                 && p.len() <= 8

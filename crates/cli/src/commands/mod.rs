@@ -13,6 +13,7 @@ pub mod kube;
 pub mod network;
 pub mod oci;
 pub mod shim;
+pub mod terminal;
 pub mod version;
 pub mod vm;
 pub mod vm_daemon;

@@ -31,6 +31,9 @@ pub struct ShimArgs {
     /// Report readiness ("ok PID" or "err MESSAGE") on this file descriptor.
     #[arg(long = "ready-fd", value_name = "FD")]
     pub ready_fd: Option<i32>,
+    /// Give the container a terminal and serve it on this socket (attach protocol).
+    #[arg(long = "attach-socket", value_name = "PATH")]
+    pub attach_socket: Option<PathBuf>,
 }
 
 impl ShimArgs {
@@ -45,6 +48,7 @@ impl ShimArgs {
             runtime_root: self.runtime_root,
             log_max_bytes: self.log_max_bytes,
             ready_fd: self.ready_fd,
+            attach_socket: self.attach_socket,
         };
         corral_daemon::shim::run(&cfg)?;
         Ok(ExitCode::SUCCESS)

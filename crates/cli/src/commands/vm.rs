@@ -27,7 +27,7 @@ pub enum VmCommand {
     Resume(VmNameArgs),
     /// Save a running VM's state and memory to disk and stop it.
     Save(VmNameArgs),
-    /// Attach to a running VM's serial console (Ctrl-A d detaches).
+    /// Attach to a running VM's serial console (Ctrl-] detaches).
     Console(VmNameArgs),
     /// Take, list or restore snapshots.
     #[command(subcommand)]
@@ -258,7 +258,7 @@ impl VmCommand {
             VmCommand::Pause(a) => d::pause(a, global),
             VmCommand::Resume(a) => d::resume(a, global),
             VmCommand::Save(_) => not_implemented("vm save"),
-            VmCommand::Console(_) => not_implemented("vm console"),
+            VmCommand::Console(a) => d::console(a, global),
             VmCommand::Snapshot(_) => not_implemented("vm snapshot"),
             VmCommand::Clone(_) => not_implemented("vm clone"),
             VmCommand::Export(_) => not_implemented("vm export"),

@@ -66,6 +66,36 @@ pub fn start(a: VmNameArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     post(global, &a.name, "start")
 }
 
+/// Ctrl-], virsh's detach key.
+const DETACH: u8 = 0x1d;
+
+/// `vm console`: the guest's serial console on this terminal until Ctrl-] (or the VM ends).
+pub fn console(a: VmNameArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    use crate::commands::terminal::{self, Ended, RawMode};
+    use std::os::fd::AsFd;
+    let api = Api::connect(global)?;
+    let ended = api.block_on(async {
+        let stream = api
+            .client
+            .upgrade(&format!("/v1/vms/{}/console", enc(&a.name)))
+            .await?;
+        eprintln!("Connected to VM {} (escape character is ^])", a.name);
+        let raw = if terminal::is_tty(std::io::stdin().as_fd()) {
+            Some(RawMode::enter()?)
+        } else {
+            None
+        };
+        let ended = terminal::run(stream, true, Some(DETACH), |_| async {}).await;
+        drop(raw);
+        ended
+    })?;
+    match ended {
+        Ended::Detached => eprintln!("\nDetached from VM {}", a.name),
+        Ended::Closed => eprintln!("\nThe console of VM {} closed (the VM ended)", a.name),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `vm off`.
 pub fn off(a: VmNameArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     post(global, &a.name, "off")

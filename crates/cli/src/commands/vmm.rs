@@ -21,6 +21,9 @@ pub struct VmmArgs {
     /// Where to serve the control socket (JSON over a Unix socket).
     #[arg(long = "control-socket", value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
+    /// Also share the serial console on this socket (raw bytes; `vm console` attaches).
+    #[arg(long = "console-socket", value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
 }
 
 impl VmmArgs {
@@ -46,7 +49,18 @@ impl VmmArgs {
             ),
             corral_vmm::config::SerialConfig::None => Box::new(std::io::sink()),
         };
+        let console = corral_daemon::vm_console::Console::default();
+        let out = match &self.console_socket {
+            Some(_) => console.tee(out),
+            None => out,
+        };
         let machine = Machine::build(&cfg, hv.as_ref(), out)?;
+        if let Some(path) = &self.console_socket {
+            let handle = machine.handle();
+            console
+                .serve(path, move |b: &[u8]| handle.serial_input(b))
+                .with_context(|| format!("console socket {}", path.display()))?;
+        }
         let mut extra: Vec<Box<dyn MutEventSubscriber + Send>> = Vec::new();
         extra.push(Box::new(corral_vmm::signals::TerminationSignals::install(
             machine.handle(),

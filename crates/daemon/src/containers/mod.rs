@@ -2,7 +2,9 @@
 //! operation journals its intent first and commits at the end; `recover` finishes or undoes
 //! whatever a crash interrupted.
 
+pub mod attach;
 pub mod cgroup;
+pub mod exec_tty;
 mod netsetup;
 pub mod observe;
 pub mod rootfs;
@@ -168,6 +170,11 @@ pub async fn start(state: &Arc<AppState>, key: &str) -> ApiResult<InstanceRecord
         State::Created | State::Exited | State::Dead => {}
         s => return Err(ApiError::Conflict(format!("container {} is {s}", rec.name))),
     }
+    state
+        .user_stopped
+        .lock()
+        .expect("user_stopped poisoned")
+        .remove(&rec.id);
     supervise::start_locked(state, &mut rec).await?;
     Ok(rec)
 }

@@ -8,7 +8,8 @@ use tokio::process::Command;
 use crate::config::DaemonConfig;
 use crate::error::{ApiError, ApiResult};
 
-fn runtime(cfg: &DaemonConfig) -> Command {
+/// The runtime with its leading arguments and `--root`, stdin closed.
+pub fn base_command(cfg: &DaemonConfig) -> Command {
     let mut cmd = Command::new(&cfg.oci_runtime);
     cmd.args(&cfg.oci_runtime_args)
         .arg("--root")
@@ -19,7 +20,7 @@ fn runtime(cfg: &DaemonConfig) -> Command {
 
 /// `kill ID SIGNAL`.
 pub async fn kill(cfg: &DaemonConfig, id: &str, signal: &str) -> ApiResult<()> {
-    let out = runtime(cfg)
+    let out = base_command(cfg)
         .args(["kill", id, signal])
         .output()
         .await
@@ -36,7 +37,7 @@ pub async fn kill(cfg: &DaemonConfig, id: &str, signal: &str) -> ApiResult<()> {
 
 /// `delete --force ID`, ignoring "does not exist".
 pub async fn delete_force(cfg: &DaemonConfig, id: &str) {
-    let _ = runtime(cfg)
+    let _ = base_command(cfg)
         .args(["delete", "--force", id])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -52,7 +53,7 @@ pub async fn exec(
     env: &[String],
     user: Option<&str>,
 ) -> ApiResult<std::process::Output> {
-    let mut cmd = runtime(cfg);
+    let mut cmd = base_command(cfg);
     cmd.arg("exec");
     for e in env {
         cmd.arg("--env").arg(e);

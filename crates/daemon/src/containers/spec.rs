@@ -195,6 +195,12 @@ pub fn validate(spec: &ContainerSpec) -> ApiResult<()> {
     if spec.image.is_empty() {
         return Err(ApiError::invalid("image", "an image is required"));
     }
+    if spec.interactive && !spec.tty {
+        return Err(ApiError::invalid(
+            "interactive",
+            "input is kept open only on a terminal: set tty (-t) too",
+        ));
+    }
     for (i, e) in spec.env.iter().enumerate() {
         if !e.contains('=') || e.starts_with('=') {
             return Err(ApiError::invalid(
@@ -364,7 +370,12 @@ pub fn to_oci(spec: &ContainerSpec, id: &str, inputs: &OciInputs) -> ApiResult<S
         ));
     }
     process.set_args(Some(args));
-    process.set_env(Some(environment(&inputs.image.env, &spec.env, &id[..12])));
+    let mut env = environment(&inputs.image.env, &spec.env, &id[..12]);
+    if spec.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    process.set_env(Some(env));
+    process.set_terminal(Some(spec.tty));
     let cwd = spec
         .workdir
         .clone()

@@ -43,6 +43,12 @@ pub async fn stop(
     timeout: Duration,
 ) -> ApiResult<InstanceRecord> {
     let rec = state.find(Kind::Container, key)?;
+    // Also when it just exited: a restart its policy has queued must not happen.
+    state
+        .user_stopped
+        .lock()
+        .expect("user_stopped poisoned")
+        .insert(rec.id.clone());
     let _guard = state.locks.lock(&rec.id).await;
     let mut rec = state.store().get_instance(&rec.id)?;
     if !matches!(rec.state, State::Running | State::Paused | State::Stopping) {
@@ -109,6 +115,11 @@ pub async fn remove(state: &Arc<AppState>, key: &str, force: bool) -> ApiResult<
     state.store().delete_instance(&rec.id)?;
     state.events.emit(&rec, "destroy");
     state.locks.forget(&rec.id);
+    state
+        .user_stopped
+        .lock()
+        .expect("user_stopped poisoned")
+        .remove(&rec.id);
     supervise::forget_exit_later(state, &rec.id);
     Ok(())
 }

@@ -30,7 +30,8 @@ pub async fn start_locked(state: &Arc<AppState>, rec: &mut InstanceRecord) -> Ap
     }
     state.exit_channel(&rec.id).send_replace(None);
     crash::point("start:before-shim");
-    let started = spawn_shim(state, &rec.id).await;
+    let tty = spec_of(rec).tty;
+    let started = spawn_shim(state, &rec.id, tty).await;
     let (shim_pid, _init) = match started {
         Ok(p) => p,
         Err(e) => {
@@ -51,7 +52,7 @@ pub async fn start_locked(state: &Arc<AppState>, rec: &mut InstanceRecord) -> Ap
     Ok(())
 }
 
-async fn spawn_shim(state: &Arc<AppState>, id: &str) -> ApiResult<(i32, i32)> {
+async fn spawn_shim(state: &Arc<AppState>, id: &str, tty: bool) -> ApiResult<(i32, i32)> {
     let cfg = &state.config;
     let dir = cfg.container_dir(id);
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -72,6 +73,14 @@ async fn spawn_shim(state: &Arc<AppState>, id: &str) -> ApiResult<(i32, i32)> {
         .arg(cfg.log_max_bytes.to_string())
         .arg("--ready-fd")
         .arg("3");
+    if tty {
+        let sock = cfg.shim_socket(id);
+        if let Some(d) = sock.parent() {
+            std::fs::create_dir_all(d)
+                .map_err(|e| ApiError::internal(format!("creating {}", d.display()), e))?;
+        }
+        cmd.arg("--attach-socket").arg(sock);
+    }
     for a in &cfg.oci_runtime_args {
         cmd.arg(format!("--runtime-arg={a}"));
     }
@@ -166,7 +175,12 @@ async fn on_shim_exit(state: &Arc<AppState>, id: &str) {
             let Ok(mut rec) = state.store().get_instance(&id) else {
                 return;
             };
-            if rec.state != State::Exited {
+            let stopped = state
+                .user_stopped
+                .lock()
+                .expect("user_stopped poisoned")
+                .contains(&id);
+            if rec.state != State::Exited || stopped {
                 return;
             }
             rec.restart_count += 1;

@@ -6,6 +6,7 @@ mod containers;
 mod networks;
 pub mod openapi;
 mod system;
+mod tty;
 mod vms;
 
 use std::sync::atomic::Ordering;
@@ -53,6 +54,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/containers/{id}/logs", get(containers::logs))
         .route("/v1/containers/{id}/top", get(containers::top))
         .route("/v1/containers/{id}/stats", get(containers::stats))
+        .route("/v1/containers/{id}/attach", post(tty::attach))
+        .route("/v1/containers/{id}/resize", post(tty::resize))
+        .route("/v1/containers/{id}/execs", post(tty::create_exec))
+        .route("/v1/execs/{exec}", get(tty::inspect_exec))
+        .route("/v1/execs/{exec}/start", post(tty::start_exec))
+        .route("/v1/execs/{exec}/resize", post(tty::resize_exec))
         .route("/v1/networks", get(networks::list).post(networks::create))
         .route("/v1/networks/prune", post(networks::prune))
         .route(
@@ -76,7 +83,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/vms/{name}/off", post(vms::off))
         .route("/v1/vms/{name}/pause", post(vms::pause))
         .route("/v1/vms/{name}/resume", post(vms::resume))
-        .fallback(|| async { ApiError::NotFound("no such API path (see /v1/openapi.json)".into()) })
+        .route("/v1/vms/{name}/console", post(tty::vm_console))
+        .fallback(|| async {
+            ApiError::NotFound(format!(
+                "{} (see /v1/openapi.json)",
+                corral_api::client::UNKNOWN_PATH
+            ))
+        })
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
 }

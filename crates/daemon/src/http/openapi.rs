@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{apps, containers, networks, system, vms};
+use super::{apps, containers, networks, system, tty, vms};
 
 /// The API description served at `/v1/openapi.json`.
 #[derive(OpenApi)]
@@ -27,6 +27,13 @@ use super::{apps, containers, networks, system, vms};
         containers::logs,
         containers::top,
         containers::stats,
+        tty::attach,
+        tty::resize,
+        tty::create_exec,
+        tty::start_exec,
+        tty::resize_exec,
+        tty::inspect_exec,
+        tty::vm_console,
         networks::list,
         networks::create,
         networks::inspect,
@@ -78,6 +85,8 @@ mod tests {
             "/v1/apps",
             "/v1/apps/{name}/scale",
             "/v1/kube/apply",
+            "/v1/containers/{id}/attach",
+            "/v1/execs/{exec}/start",
         ] {
             assert!(
                 paths.contains_key(p),
@@ -96,6 +105,8 @@ mod tests {
             "AppStatus",
             "ComposeUpRequest",
             "KubeRequest",
+            "TtySize",
+            "ExecSession",
         ] {
             assert!(schemas.contains_key(s), "schema {s} missing");
         }

@@ -22,6 +22,7 @@ pub async fn info(State(state): S) -> ApiResult<Json<Info>> {
     let all = state.store().list_instances(None)?;
     Ok(Json(Info {
         version: env!("CARGO_PKG_VERSION").into(),
+        commit: state.config.build.clone(),
         pid: std::process::id(),
         root: state.config.root.display().to_string(),
         oci_runtime: state.config.oci_runtime.display().to_string(),

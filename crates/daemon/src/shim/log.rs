@@ -68,28 +68,58 @@ pub fn rotated(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Copy a pipe into the log line by line until EOF (a line longer than 16 KiB is split).
+/// Cuts output into log lines: whole lines as they complete, a line longer than 16 KiB split.
+#[derive(Debug)]
+pub struct Lines {
+    stream: &'static str,
+    pending: Vec<u8>,
+}
+
+impl Lines {
+    /// Lines of `stream` (`stdout` or `stderr`).
+    pub fn new(stream: &'static str) -> Self {
+        Lines {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Add output; write every line it completes.
+    pub fn push(&mut self, bytes: &[u8], log: &Mutex<LogWriter>) {
+        self.pending.extend_from_slice(bytes);
+        while let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=pos).collect();
+            let _ = log.lock().expect("log poisoned").write(self.stream, &line);
+        }
+        if self.pending.len() > 16 * 1024 {
+            self.flush(log);
+        }
+    }
+
+    /// Write what is left of an unfinished line.
+    pub fn flush(&mut self, log: &Mutex<LogWriter>) {
+        if !self.pending.is_empty() {
+            let _ = log
+                .lock()
+                .expect("log poisoned")
+                .write(self.stream, &self.pending);
+            self.pending.clear();
+        }
+    }
+}
+
+/// Copy a pipe into the log line by line until EOF.
 pub fn pump(mut from: File, stream: &'static str, log: Arc<Mutex<LogWriter>>) {
     let mut buf = [0u8; 8192];
-    let mut pending: Vec<u8> = Vec::new();
+    let mut lines = Lines::new(stream);
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        pending.extend_from_slice(&buf[..n]);
-        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=pos).collect();
-            let _ = log.lock().expect("log poisoned").write(stream, &line);
-        }
-        if pending.len() > 16 * 1024 {
-            let _ = log.lock().expect("log poisoned").write(stream, &pending);
-            pending.clear();
-        }
+        lines.push(&buf[..n], &log);
     }
-    if !pending.is_empty() {
-        let _ = log.lock().expect("log poisoned").write(stream, &pending);
-    }
+    lines.flush(&log);
 }
 
 /// Read every line of a container's log (rotated generation first).

@@ -6,8 +6,10 @@
 //! Files in the container folder: `shim.pid`, `init.pid` (from the runtime), `container.log`
 //! (+ `.1`), `exit.json` (`{"exit_code": N, "finished_at": ms}`, written atomically).
 //! Readiness goes to the daemon on `--ready-fd`: `ok PID\n` or `err MESSAGE\n`.
+//! With `--attach-socket` the container runs on a terminal the shim holds and serves there.
 
 pub mod log;
+pub mod tty;
 
 use std::fs::File;
 use std::io::Write;
@@ -41,6 +43,8 @@ pub struct ShimConfig {
     pub log_max_bytes: u64,
     /// Where to report readiness.
     pub ready_fd: Option<i32>,
+    /// With a terminal (`process.terminal` in the bundle): serve it here (see [`tty`]).
+    pub attach_socket: Option<PathBuf>,
 }
 
 /// Errors of the shim.
@@ -183,19 +187,38 @@ fn supervise(cfg: &ShimConfig, ready: &mut Ready) -> Result<i32, ShimError> {
     ];
 
     let init_pid_path = cfg.dir.join("init.pid");
-    let status = cfg
-        .runtime()
+    let mut create = cfg.runtime();
+    create
         .arg("create")
         .arg("--bundle")
         .arg(&cfg.bundle)
         .arg("--pid-file")
-        .arg(&init_pid_path)
+        .arg(&init_pid_path);
+    let console = match &cfg.attach_socket {
+        Some(attach) => {
+            let path = attach.with_extension("console");
+            let sock = crate::pty::ConsoleSocket::bind(&path).map_err(io_err("bind", &path))?;
+            create.arg("--console-socket").arg(&path);
+            Some(sock)
+        }
+        None => None,
+    };
+    let mut child = create
         .arg(&cfg.id)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w))
-        .status()
+        .spawn()
         .map_err(io_err("run", &cfg.runtime))?;
+    // The command holds the pipes' write ends; only the runtime may keep them open.
+    drop(create);
+    let master = console.as_ref().map(|sock| {
+        sock.receive(std::time::Duration::from_secs(60), || {
+            matches!(child.try_wait(), Ok(None))
+        })
+    });
+    let status = child.wait().map_err(io_err("run", &cfg.runtime))?;
+    drop(console);
     if !status.success() {
         // The runtime wrote its reason to the container's stderr pipe; wait for it.
         for p in pumps {
@@ -208,6 +231,19 @@ fn supervise(cfg: &ShimConfig, ready: &mut Ready) -> Result<i32, ShimError> {
             message: format!("{status}: {}", String::from_utf8_lossy(&tail).trim()),
         });
     }
+    let terminal = match (master, &cfg.attach_socket) {
+        (Some(Ok(master)), Some(path)) => {
+            Some(tty::Terminal::serve(master, path, log.clone()).map_err(io_err("bind", path))?)
+        }
+        (Some(Err(e)), _) => {
+            cfg.delete();
+            return Err(ShimError::Runtime {
+                step: "create",
+                message: format!("no terminal from the runtime: {e}"),
+            });
+        }
+        _ => None,
+    };
     let init_pid: i32 = std::fs::read_to_string(&init_pid_path)
         .map_err(io_err("read", &init_pid_path))?
         .trim()
@@ -237,6 +273,9 @@ fn supervise(cfg: &ShimConfig, ready: &mut Ready) -> Result<i32, ShimError> {
     ready.send(&format!("ok {init_pid}"));
 
     let code = reap_until(init_pid);
+    if let Some(t) = terminal {
+        t.finish(std::time::Duration::from_secs(5));
+    }
     // The pid namespace died with its init, so the pipes reach EOF promptly.
     for p in pumps {
         let _ = p.join();

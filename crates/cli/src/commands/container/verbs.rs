@@ -41,7 +41,7 @@ fn print_line(raw: &str) {
 }
 
 impl RunArgs {
-    fn spec(&self) -> anyhow::Result<ContainerSpec> {
+    pub(super) fn spec(&self) -> anyhow::Result<ContainerSpec> {
         let mut env = Vec::new();
         for f in &self.env_files {
             env.extend(read_env_file(f)?);
@@ -80,15 +80,22 @@ impl RunArgs {
                 })
                 .collect(),
             auto_remove: self.rm,
+            tty: false,
+            interactive: false,
         })
     }
 
     /// Run the verb.
     pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-        if self.interactive || self.tty {
-            return not_implemented("run -i/-t (interactive containers)");
+        if self.interactive && !self.tty {
+            return not_implemented("run -i without -t (input without a terminal)");
         }
-        let spec = self.spec()?;
+        if self.tty && !self.detach {
+            return self.run_tty(global);
+        }
+        let mut spec = self.spec()?;
+        spec.tty = self.tty;
+        spec.interactive = self.interactive;
         let api = Api::connect(global)?;
         if self.detach {
             let inst = api.block_on(api.client.run_container(&spec))?;
@@ -120,6 +127,15 @@ impl RunArgs {
             Ok(exit)
         })?;
         Ok(ExitCode::from(code.exit_code.clamp(0, 255) as u8))
+    }
+}
+
+/// What a container runs: the daemon's resolved command, else the request's (older daemons).
+fn command(i: &Instance, spec: &ContainerSpec) -> String {
+    if i.command.is_empty() {
+        spec.command.join(" ")
+    } else {
+        i.command.join(" ")
     }
 }
 
@@ -197,10 +213,11 @@ impl PsArgs {
             .map(|i| {
                 let spec: ContainerSpec =
                     serde_json::from_value(i.spec.clone()).unwrap_or_default();
+                let command = format!("{:?}", command(i, &spec));
                 vec![
                     short(&i.id).to_string(),
                     spec.image,
-                    format!("{:?}", spec.command.join(" ")),
+                    command,
                     crate::commands::api_client::ago(&i.created),
                     status(i),
                     ports(i),
@@ -253,14 +270,18 @@ impl LogsArgs {
 impl ExecArgs {
     /// Run the verb.
     pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-        if self.interactive || self.tty {
-            return not_implemented("exec -i/-t (interactive exec)");
+        if self.interactive && !self.tty {
+            return not_implemented("exec -i without -t (input without a terminal)");
+        }
+        if self.tty {
+            return self.run_tty(global);
         }
         let api = Api::connect(global)?;
         let req = ExecRequest {
             command: self.command.clone(),
             env: self.env.clone(),
             user: self.user.clone(),
+            tty: false,
         };
         let out: ExecResponse = api.block_on(api.client.call(
             Method::POST,

@@ -1,0 +1,118 @@
+//! `run -t` and `exec -t`: the process on a terminal in the container, this terminal attached
+//! to it through the daemon (raw mode with `-i`, window size changes forwarded).
+
+use std::os::fd::AsFd;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use corral_api::{ExecRequest, TtySize};
+
+use super::{ExecArgs, RunArgs};
+use crate::cli::GlobalArgs;
+use crate::commands::api_client::Api;
+use crate::commands::terminal::{self, RawMode};
+
+/// Refuse `-i` when stdin is not a terminal (Docker's wording).
+fn check_input(interactive: bool) -> anyhow::Result<()> {
+    if interactive && !terminal::is_tty(std::io::stdin().as_fd()) {
+        bail!("the input device is not a TTY: use -t without -i, or run from a terminal");
+    }
+    Ok(())
+}
+
+fn code(c: i32) -> ExitCode {
+    ExitCode::from(c.clamp(0, 255) as u8)
+}
+
+impl RunArgs {
+    /// `run -t [-i]` in the foreground.
+    pub(super) fn run_tty(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        check_input(self.interactive)?;
+        let mut spec = self.spec()?;
+        spec.tty = true;
+        spec.interactive = self.interactive;
+        let api = Api::connect(global)?;
+        let exit = api.block_on(async {
+            let inst = api.client.create_container(&spec).await?;
+            let stream = match api
+                .client
+                .attach_container(&inst.id, true, terminal::size())
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    if spec.auto_remove {
+                        let _ = api.client.remove_container(&inst.id, true).await;
+                    }
+                    return Err(e.into());
+                }
+            };
+            let raw = if self.interactive {
+                Some(RawMode::enter()?)
+            } else {
+                None
+            };
+            let client = api.client.clone();
+            let id = inst.id.clone();
+            let ended = terminal::run(stream, self.interactive, None, |size: TtySize| {
+                let (client, id) = (client.clone(), id.clone());
+                async move {
+                    let _ = client.resize_container(&id, size).await;
+                }
+            })
+            .await;
+            drop(raw);
+            ended?;
+            let exit = api.client.wait_container(&inst.id).await?;
+            if spec.auto_remove {
+                let _ = api.client.remove_container(&inst.id, true).await;
+            }
+            anyhow::Ok(exit.exit_code)
+        })?;
+        Ok(code(exit))
+    }
+}
+
+impl ExecArgs {
+    /// `exec -t [-i]`.
+    pub(super) fn run_tty(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        check_input(self.interactive)?;
+        let api = Api::connect(global)?;
+        let req = ExecRequest {
+            command: self.command.clone(),
+            env: self.env.clone(),
+            user: self.user.clone(),
+            tty: true,
+        };
+        let exit = api.block_on(async {
+            let session = api.client.create_exec(&self.container, &req).await?;
+            let stream = api.client.start_exec(&session.id, terminal::size()).await?;
+            let raw = if self.interactive {
+                Some(RawMode::enter()?)
+            } else {
+                None
+            };
+            let client = api.client.clone();
+            let sid = session.id.clone();
+            let ended = terminal::run(stream, self.interactive, None, |size: TtySize| {
+                let (client, sid) = (client.clone(), sid.clone());
+                async move {
+                    let _ = client.resize_exec(&sid, size).await;
+                }
+            })
+            .await;
+            drop(raw);
+            ended?;
+            // The daemon closes the stream once the status is known; allow a moment anyway.
+            for _ in 0..100 {
+                let s = api.client.exec_session(&session.id).await?;
+                if let Some(c) = s.exit_code {
+                    return anyhow::Ok(c);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            bail!("exec session {} did not report an exit status", session.id)
+        })?;
+        Ok(code(exit))
+    }
+}

@@ -1,0 +1,336 @@
+//! Interactive terminals end to end, driven through a pty as a person would drive them:
+//! `run -it` and `exec -it` (input, output, the exit status, window size changes), and the
+//! refusals around them. Needs root (containers): names start with `host_`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+mod daemon_teardown;
+mod pty_driver;
+
+use pty_driver::PtyChild;
+
+const T: Duration = Duration::from_secs(30);
+
+fn skip() -> bool {
+    std::env::var("CORRAL_SKIP_HOST_TESTS").as_deref() == Ok("1")
+}
+
+fn require_host() {
+    assert_eq!(
+        nix::unistd::geteuid().as_raw(),
+        0,
+        "host_ tests need root (set CORRAL_SKIP_HOST_TESTS=1 to skip)"
+    );
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "/bin/busybox is missing (apt-get install busybox-static)"
+    );
+}
+
+/// A private daemon world (root and run dirs) with the busybox image.
+struct World {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    run: PathBuf,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("daemon-tty-{}-", std::process::id()))
+            .tempdir()
+            .unwrap();
+        let w = World {
+            root: dir.path().join("root"),
+            run: dir.path().join("run"),
+            _dir: dir,
+        };
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
+        let out = Command::new(&script)
+            .env("CORRAL", env!("CARGO_BIN_EXE_corral"))
+            .env("CORRAL_ROOT", &w.root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        w
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_corral"));
+        c.args(args)
+            .env("CORRAL_ROOT", &self.root)
+            .env("CORRAL_RUN", &self.run)
+            .env_remove("CORRAL_OCI_RUNTIME")
+            .env_remove("CORRAL_CRASH_AT");
+        c
+    }
+
+    fn corral(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.corral(args);
+        assert!(
+            out.status.success(),
+            "corral {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.run.join("corral.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        daemon_teardown::stop_world(&|args| self.corral(args), &|| self.daemon_pid());
+    }
+}
+
+/// Resize the terminal, then ask the shell for its size until it reports the new one (the
+/// window change travels CLI → daemon → terminal on its own schedule).
+fn resize_and_check(p: &mut PtyChild, rows: u16, cols: u16) {
+    p.resize(rows, cols);
+    let want = format!("{rows} {cols}");
+    for _ in 0..20 {
+        p.send(b"stty size\r");
+        if p.try_expect(&want, Duration::from_millis(500)).is_some() {
+            return;
+        }
+    }
+    panic!("the size never became {want}:\n{}", p.output());
+}
+
+#[test]
+fn host_run_it_gives_a_terminal_with_resize_and_the_exit_status() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new();
+    let mut p = PtyChild::spawn(
+        w.cmd(&["run", "-it", "--name", "tty1", "busybox", "sh"]),
+        24,
+        80,
+    );
+    p.expect("# ", T);
+    p.send(b"echo hi$((6*7)); stty size\r");
+    p.expect("hi42", T);
+    // The size was set before the first input reached the shell.
+    p.expect("24 80", T);
+    resize_and_check(&mut p, 33, 101);
+    p.send(b"exit 3\r");
+    let st = p.wait(T);
+    assert_eq!(st.code(), Some(3), "{}", p.output());
+    // The terminal's output is in the log as stdout, and the container ended with 3.
+    let logs = w.ok(&["logs", "tty1"]);
+    assert!(logs.contains("hi42"), "{logs}");
+    let info: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "tty1"])).unwrap();
+    assert_eq!(info[0]["exit_code"], 3);
+    assert_eq!(info[0]["spec"]["tty"], true);
+    w.ok(&["rm", "tty1"]);
+}
+
+#[test]
+fn host_exec_it_gives_a_terminal_with_resize_and_the_exit_status() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new();
+    w.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
+    let mut p = PtyChild::spawn(
+        w.cmd(&["exec", "-it", "-e", "WHO=there", "box", "sh"]),
+        40,
+        120,
+    );
+    p.expect("# ", T);
+    p.send(b"echo hello-$WHO; tty; stty size\r");
+    p.expect("hello-there", T);
+    p.expect("/dev/pts/", T);
+    p.expect("40 120", T);
+    resize_and_check(&mut p, 20, 70);
+    p.send(b"exit 5\r");
+    let st = p.wait(T);
+    assert_eq!(st.code(), Some(5), "{}", p.output());
+    // -t without -i: output on a terminal, no input needed.
+    let out = w.corral(&[
+        "exec",
+        "-t",
+        "box",
+        "sh",
+        "-c",
+        "tty >/dev/null && echo on-a-tty; exit 4",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("on-a-tty"));
+    // -i needs a terminal here.
+    let out = w.corral(&["exec", "-it", "box", "sh"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a TTY"));
+    // A command that does not exist: a clear error, no hang.
+    let mut p = PtyChild::spawn(w.cmd(&["exec", "-it", "box", "no-such-command"]), 24, 80);
+    let st = p.wait(T);
+    assert_ne!(st.code(), Some(0), "{}", p.output());
+    w.ok(&["rm", "-f", "box"]);
+}
+
+/// The guest kernel: CORRAL_GUEST_KERNEL (scripts/test.sh sets it), else the shared one.
+fn kernel() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let k = std::env::var_os("CORRAL_GUEST_KERNEL")
+        .map(PathBuf::from)
+        .or_else(|| {
+            [
+                "../../../shared/guest/vmlinux-microvm",
+                "../../../../shared/guest/vmlinux-microvm",
+            ]
+            .iter()
+            .map(|p| manifest.join(p))
+            .find(|p| p.exists())
+        })
+        .expect("this test needs a guest kernel: set CORRAL_GUEST_KERNEL (scripts/test.sh does)");
+    assert!(k.exists(), "guest kernel {} is missing", k.display());
+    k
+}
+
+const GUEST_READY: &str = "CORRAL-CONSOLE-READY";
+
+const GUEST_CAD: &str = "CORRAL-GUEST-CTRLALTDEL";
+const GUEST_DOWN: &str = "CORRAL-GUEST-SHUTDOWN";
+
+/// A busybox initramfs run by busybox init: it announces itself, keeps a shell on the serial
+/// console, and answers Ctrl-Alt-Del with an orderly reboot (which ends a microVM).
+fn console_initramfs(dir: &Path) -> PathBuf {
+    let root = dir.join("initramfs");
+    for d in ["bin", "proc", "sys", "dev", "etc"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    let init = "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\n\
+         mount -t proc proc /proc\nmount -t devtmpfs dev /dev\nexec /bin/init\n";
+    let inittab = format!(
+        "::sysinit:/bin/echo {GUEST_READY}\n::respawn:/bin/cttyhack /bin/sh\n\
+         ::ctrlaltdel:/bin/sh -c 'echo {GUEST_CAD}; reboot'\n::shutdown:/bin/echo {GUEST_DOWN}\n"
+    );
+    std::fs::write(root.join("etc/inittab"), inittab).unwrap();
+    std::fs::write(root.join("init"), init).unwrap();
+    std::fs::set_permissions(
+        root.join("init"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = dir.join("initramfs.cpio");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && find . | cpio -o -H newc --quiet > {}",
+            root.display(),
+            out.display()
+        ))
+        .status()
+        .expect("cpio (apt-get install cpio)");
+    assert!(st.success(), "building the initramfs");
+    out
+}
+
+/// One attach: type a command, see its answer, detach with Ctrl-].
+fn console_cycle(w: &World, vm: &str, word: &str) {
+    let mut p = PtyChild::spawn(w.cmd(&["vm", "console", vm]), 24, 80);
+    p.expect("escape character is ^]", T);
+    p.send(format!("echo {word}-$((40+2))\r").as_bytes());
+    if p.try_expect(&format!("{word}-42"), Duration::from_secs(60))
+        .is_none()
+    {
+        let dir = w.root.join("vms").join(vm).join("logs");
+        panic!(
+            "{word}-42 not printed; the terminal shows:\n{}\nserial.log:\n{}\nvmm.log:\n{}",
+            p.output(),
+            std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("vmm.log")).unwrap_or_default()
+        );
+    }
+    p.send(&[0x1d]);
+    let st = p.wait(T);
+    assert_eq!(st.code(), Some(0), "{}", p.output());
+    assert!(p.output().contains("Detached"), "{}", p.output());
+}
+
+#[test]
+fn host_emu_vm_console_attach_detach_cycles_then_a_guest_cooperative_shutdown() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let kernel = kernel();
+    let w = World::new();
+    let initrd = console_initramfs(&w.root.parent().unwrap().join("guest"));
+    w.ok(&[
+        "vm",
+        "create",
+        "con1",
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--initrd",
+        initrd.to_str().unwrap(),
+        "--cmdline",
+        "console=ttyS0 quiet panic=-1",
+        "--memory",
+        "128M",
+    ]);
+    // No console before the start.
+    let out = w.corral(&["vm", "console", "con1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("start it"),
+        "{out:?}"
+    );
+    w.ok(&["vm", "start", "con1"]);
+    // Readiness: the shell's prompt after the guest's marker on its serial log (software CPU
+    // boot, bounded); input typed before the shell's line editor is up would be lost.
+    let serial = w.root.join("vms/con1/logs/serial.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let prompted = |log: String| {
+        log.split_once(GUEST_READY)
+            .is_some_and(|(_, after)| after.contains("# "))
+    };
+    while !prompted(std::fs::read_to_string(&serial).unwrap_or_default()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the guest never got ready:\n{}",
+            std::fs::read_to_string(&serial).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    console_cycle(&w, "con1", "one");
+    console_cycle(&w, "con1", "two");
+    let log = std::fs::read_to_string(&serial).unwrap();
+    assert!(log.contains("one-42") && log.contains("two-42"), "{log}");
+    // A guest-cooperative shutdown: Ctrl-Alt-Del, the guest's init shuts down in order and
+    // reboots, which ends the VM before the timeout.
+    w.ok(&["vm", "shutdown", "con1", "--timeout", "150"]);
+    let info: serde_json::Value = serde_json::from_str(&w.ok(&["vm", "inspect", "con1"])).unwrap();
+    assert_eq!(info["state"], "exited", "{info}");
+    assert!(info["reason"].is_null(), "turned off instead: {info}");
+    let log = std::fs::read_to_string(&serial).unwrap();
+    assert!(log.contains(GUEST_CAD) && log.contains(GUEST_DOWN), "{log}");
+    w.ok(&["vm", "rm", "con1"]);
+}

@@ -1,0 +1,198 @@
+//! Terminal handlers: attach to a container's terminal, exec sessions on a terminal, resizes.
+//! Attaches are HTTP/1.1 upgrades (`Connection: Upgrade`, `Upgrade: tcp`) answered with
+//! `101 Switching Protocols`; the connection then carries the terminal's raw bytes.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use corral_api::{ExecRequest, ExecSession, TtySize};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{ApiJson, S};
+use crate::containers::{attach, exec_tty};
+use crate::error::{ApiError, ApiResult};
+
+/// Options of an attach.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AttachQuery {
+    /// Start the container first (so no output is missed).
+    start: Option<bool>,
+    /// Terminal rows, set before any input flows.
+    rows: Option<u16>,
+    /// Terminal columns.
+    cols: Option<u16>,
+}
+
+impl AttachQuery {
+    fn size(&self) -> Option<TtySize> {
+        Some(TtySize {
+            rows: self.rows?,
+            cols: self.cols?,
+        })
+    }
+}
+
+/// Take the upgrade of `req`, or refuse a request that does not ask for one.
+fn upgrade_of(req: &mut Request) -> ApiResult<hyper::upgrade::OnUpgrade> {
+    let asks = req
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tcp"));
+    if !asks {
+        return Err(ApiError::invalid(
+            "upgrade",
+            "an attach is an HTTP upgrade: send `Connection: Upgrade` and `Upgrade: tcp`",
+        ));
+    }
+    Ok(hyper::upgrade::on(req))
+}
+
+fn switching() -> Response {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "tcp")
+        .body(Body::empty())
+        .expect("response parts are valid")
+}
+
+/// Attach to a container's terminal (an upgrade to its raw bytes).
+#[utoipa::path(post, path = "/v1/containers/{id}/attach",
+    params(("id" = String, Path, description = "name or id"), AttachQuery),
+    responses((status = 101, description = "the terminal's raw bytes follow"),
+        (status = 409, body = corral_api::ErrorBody)))]
+pub async fn attach(
+    State(state): S,
+    Path(id): Path<String>,
+    Query(q): Query<AttachQuery>,
+    mut req: Request,
+) -> ApiResult<Response> {
+    let on_upgrade = upgrade_of(&mut req)?;
+    let shim = attach::open(&state, &id, q.start.unwrap_or(false), q.size()).await?;
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(up) => {
+                attach::splice(TokioIo::new(up), shim, std::future::pending(), async {
+                    Vec::new()
+                })
+                .await
+            }
+            Err(e) => tracing::warn!(error = %e, "attach upgrade failed"),
+        }
+    });
+    Ok(switching())
+}
+
+/// Resize a container's terminal.
+#[utoipa::path(post, path = "/v1/containers/{id}/resize",
+    params(("id" = String, Path, description = "name or id")), request_body = TtySize,
+    responses((status = 204), (status = 409, body = corral_api::ErrorBody)))]
+pub async fn resize(
+    State(state): S,
+    Path(id): Path<String>,
+    ApiJson(size): ApiJson<TtySize>,
+) -> ApiResult<StatusCode> {
+    attach::resize(&state, &id, size).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Create an exec session on a terminal in a running container.
+#[utoipa::path(post, path = "/v1/containers/{id}/execs",
+    params(("id" = String, Path, description = "name or id")), request_body = ExecRequest,
+    responses((status = 201, body = ExecSession), (status = 409, body = corral_api::ErrorBody)))]
+pub async fn create_exec(
+    State(state): S,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ExecRequest>,
+) -> ApiResult<(StatusCode, Json<ExecSession>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(exec_tty::create(&state, &id, req)?),
+    ))
+}
+
+/// Start an exec session and attach to its terminal (an upgrade to its raw bytes; the
+/// stream ends once the exit status is known).
+#[utoipa::path(post, path = "/v1/execs/{exec}/start",
+    params(("exec" = String, Path, description = "session id"), AttachQuery),
+    responses((status = 101, description = "the terminal's raw bytes follow"),
+        (status = 404, body = corral_api::ErrorBody), (status = 409, body = corral_api::ErrorBody)))]
+pub async fn start_exec(
+    State(state): S,
+    Path(exec): Path<String>,
+    Query(q): Query<AttachQuery>,
+    mut req: Request,
+) -> ApiResult<Response> {
+    let on_upgrade = upgrade_of(&mut req)?;
+    let started = exec_tty::start(&state, &exec, q.size()).await?;
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(up) => {
+                attach::splice(
+                    TokioIo::new(up),
+                    started.terminal,
+                    started.ended,
+                    started.before_close,
+                )
+                .await
+            }
+            Err(e) => tracing::warn!(error = %e, "exec upgrade failed"),
+        }
+    });
+    Ok(switching())
+}
+
+/// Resize an exec session's terminal.
+#[utoipa::path(post, path = "/v1/execs/{exec}/resize",
+    params(("exec" = String, Path, description = "session id")), request_body = TtySize,
+    responses((status = 204), (status = 404, body = corral_api::ErrorBody)))]
+pub async fn resize_exec(
+    State(state): S,
+    Path(exec): Path<String>,
+    ApiJson(size): ApiJson<TtySize>,
+) -> ApiResult<StatusCode> {
+    exec_tty::resize(&state, &exec, size)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An exec session: running, or its exit status.
+#[utoipa::path(get, path = "/v1/execs/{exec}",
+    params(("exec" = String, Path, description = "session id")),
+    responses((status = 200, body = ExecSession), (status = 404, body = corral_api::ErrorBody)))]
+pub async fn inspect_exec(
+    State(state): S,
+    Path(exec): Path<String>,
+) -> ApiResult<Json<ExecSession>> {
+    Ok(Json(exec_tty::inspect(&state, &exec)?))
+}
+
+/// Attach to a running VM's serial console (an upgrade to its raw bytes; closing the
+/// connection detaches).
+#[utoipa::path(post, path = "/v1/vms/{name}/console",
+    params(("name" = String, Path, description = "VM name")),
+    responses((status = 101, description = "the console's raw bytes follow"),
+        (status = 409, body = corral_api::ErrorBody)))]
+pub async fn vm_console(
+    State(state): S,
+    Path(name): Path<String>,
+    mut req: Request,
+) -> ApiResult<Response> {
+    let on_upgrade = upgrade_of(&mut req)?;
+    let console = crate::vm_console::connect(&state, &name).await?;
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(up) => {
+                attach::splice(TokioIo::new(up), console, std::future::pending(), async {
+                    Vec::new()
+                })
+                .await
+            }
+            Err(e) => tracing::warn!(error = %e, "console upgrade failed"),
+        }
+    });
+    Ok(switching())
+}
