@@ -332,5 +332,17 @@ fn host_emu_vm_console_attach_detach_cycles_then_a_guest_cooperative_shutdown() 
     assert!(info["reason"].is_null(), "turned off instead: {info}");
     let log = std::fs::read_to_string(&serial).unwrap();
     assert!(log.contains(GUEST_CAD) && log.contains(GUEST_DOWN), "{log}");
+    // Started again, a guest that has not ended when the timeout expires is turned off, and
+    // the wait is for this run's end, not the last one's.
+    w.ok(&["vm", "start", "con1"]);
+    w.ok(&["vm", "shutdown", "con1", "--timeout", "0"]);
+    let info: serde_json::Value = serde_json::from_str(&w.ok(&["vm", "inspect", "con1"])).unwrap();
+    assert_eq!(info["state"], "exited", "{info}");
+    assert!(
+        info["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("turned off")),
+        "{info}"
+    );
     w.ok(&["vm", "rm", "con1"]);
 }

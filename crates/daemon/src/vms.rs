@@ -294,6 +294,8 @@ pub async fn start(state: &Arc<AppState>, key: &str) -> ApiResult<InstanceRecord
         state.store().journal_commit(journal)?;
         return Err(e);
     }
+    // This run's end is news: stop and shutdown wait for it, not for the last run's.
+    state.exit_channel(&rec.id).send_replace(None);
     let sock = state.config.vm_socket(&rec.name);
     let _ = std::fs::create_dir_all(sock.parent().expect("run/vms"));
     let _ = std::fs::remove_file(&sock);
