@@ -631,3 +631,55 @@ fn host_restart_policies_on_failure_n_and_always() {
         w.ok(&["rm", n]);
     }
 }
+
+#[test]
+fn host_logs_rotate_by_size_and_read_across_the_rotation() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new();
+    // The daemon the CLI starts inherits the size limit from the environment.
+    let out = w
+        .cmd(&["ps"])
+        .env("CORRAL_LOG_MAX_SIZE", "4k")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = w
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "chatty",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(w.ok(&["wait", "chatty"]).trim(), "0");
+    let dir = w.root.join("containers").join(&id);
+    let current = std::fs::metadata(dir.join("container.log")).unwrap().len();
+    assert!(current <= 4096, "container.log is {current} bytes");
+    assert!(
+        dir.join("container.log.1").exists(),
+        "no rotated generation"
+    );
+    // `logs` reads the rotated generation then the current one: contiguous, newest last,
+    // the oldest lines gone.
+    let logs = w.ok(&["logs", "chatty"]);
+    let nums: Vec<u32> = logs
+        .lines()
+        .map(|l| l.strip_prefix("line-").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(*nums.last().unwrap(), 399, "{logs}");
+    assert!(nums[0] > 0, "nothing was rotated away");
+    assert!(nums.windows(2).all(|p| p[1] == p[0] + 1), "{logs}");
+    w.ok(&["rm", "chatty"]);
+}

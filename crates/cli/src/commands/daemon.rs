@@ -26,6 +26,13 @@ pub struct DaemonArgs {
     /// The IPv4 range network subnets are carved from (default 10.213.0.0/16).
     #[arg(long = "net-pool", env = "CORRAL_NET_POOL", value_name = "CIDR")]
     pub net_pool: Option<String>,
+    /// Rotate a container's log (into `container.log.1`) past this size, e.g. 10m.
+    #[arg(
+        long = "log-max-size",
+        env = "CORRAL_LOG_MAX_SIZE",
+        value_name = "SIZE"
+    )]
+    pub log_max_size: Option<String>,
     /// Write "ready" to this file descriptor once the socket accepts connections.
     #[arg(long = "ready-fd", value_name = "FD", hide = true)]
     pub ready_fd: Option<i32>,
@@ -40,6 +47,10 @@ impl DaemonArgs {
         config.listen = self.listen;
         config.ready_fd = self.ready_fd;
         config.build = env!("CORRAL_GIT_COMMIT").into();
+        if let Some(size) = &self.log_max_size {
+            config.log_max_bytes = crate::commands::api_client::parse_size(size)
+                .with_context(|| format!("--log-max-size {size:?}"))?;
+        }
         if let Some(p) = &self.net_prefix {
             let ok = !p.is_empty()
                 && p.len() <= 8
