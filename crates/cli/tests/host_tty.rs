@@ -212,6 +212,27 @@ fn kernel() -> PathBuf {
     k
 }
 
+/// Ctrl-Alt-Del reaches a guest's init through the i8042, the AT keyboard driver and the VT
+/// keyboard handler: a kernel whose config (`KERNEL.config` beside it) lacks one of them cannot
+/// shut down cooperatively (the shared ready-made kernel has no VT; the project's has).
+fn require_ctrl_alt_del(kernel: &Path) {
+    let mut cfg = kernel.as_os_str().to_owned();
+    cfg.push(".config");
+    let Ok(text) = std::fs::read_to_string(&cfg) else {
+        return;
+    };
+    let missing: Vec<&str> = ["CONFIG_SERIO_I8042", "CONFIG_KEYBOARD_ATKBD", "CONFIG_VT"]
+        .into_iter()
+        .filter(|k| !text.lines().any(|l| l == format!("{k}=y")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "guest kernel {} lacks {missing:?}, which vm shutdown's Ctrl-Alt-Del needs: build the \
+         project's kernel (scripts/setup.sh) or point CORRAL_GUEST_KERNEL at one that has them",
+        kernel.display()
+    );
+}
+
 const GUEST_READY: &str = "CORRAL-CONSOLE-READY";
 
 const GUEST_CAD: &str = "CORRAL-GUEST-CTRLALTDEL";
@@ -281,6 +302,7 @@ fn host_emu_vm_console_attach_detach_cycles_then_a_guest_cooperative_shutdown() 
     }
     require_host();
     let kernel = kernel();
+    require_ctrl_alt_del(&kernel);
     let w = World::new();
     let initrd = console_initramfs(&w.root.parent().unwrap().join("guest"));
     w.ok(&[
