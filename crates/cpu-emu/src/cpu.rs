@@ -65,6 +65,8 @@ pub struct Cpu {
     pub(crate) identity: CpuIdentity,
     pub(crate) irq: Option<Box<dyn InterruptSource>>,
     pub(crate) clock: Instant,
+    /// Executing outside 64-bit mode: the start-up path after INIT/SIPI (see `legacy`).
+    pub(crate) legacy: bool,
     kick: Arc<AtomicBool>,
     /// Instructions retired since creation.
     pub instret: u64,
@@ -97,6 +99,7 @@ impl Cpu {
             identity,
             irq: None,
             clock: Instant::now(),
+            legacy: false,
             kick: Arc::new(AtomicBool::new(false)),
             instret: 0,
         }
@@ -119,6 +122,17 @@ impl Cpu {
         self.blocks.clear();
         self.read_reply = None;
         self.pending_exit = None;
+    }
+
+    /// Sets the instant the guest TSC counts from, shared by the VM's vCPUs so their TSCs
+    /// agree (Linux checks that they are synchronised).
+    pub fn set_epoch(&mut self, epoch: Instant) {
+        self.clock = epoch;
+    }
+
+    /// Sets the topology CPUID reports (the VMM knows the vCPU count once all exist).
+    pub fn set_identity(&mut self, identity: CpuIdentity) {
+        self.identity = identity;
     }
 
     /// Drops all cached translations.
@@ -170,6 +184,17 @@ impl Cpu {
                         return Ok(exit);
                     }
                 }
+            }
+            if self.legacy {
+                if let Err(stop) = self.step_legacy() {
+                    if let Some(exit) = self.handle_stop(stop)? {
+                        return Ok(exit);
+                    }
+                }
+                if let Some(exit) = self.pending_exit.take() {
+                    return Ok(exit);
+                }
+                continue;
             }
             let block = match self.fetch_block() {
                 Ok(b) => b,
@@ -232,18 +257,22 @@ impl Cpu {
     /// What the CPU was doing: RIP, the instruction there, registers.
     pub fn report(&mut self) -> Report {
         let rip = self.state.rip;
+        let bits = if self.legacy { self.code_bits() } else { 64 };
         let mut bytes = vec![0u8; 15];
         let mut n = 0;
         while n < bytes.len()
             && self
-                .fetch_bytes(rip + n as u64, &mut bytes[n..n + 1])
+                .fetch_bytes(
+                    self.code_linear(rip.wrapping_add(n as u64)),
+                    &mut bytes[n..n + 1],
+                )
                 .is_ok()
         {
             n += 1;
         }
         bytes.truncate(n);
         let mut decoded = String::new();
-        let mut dec = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE);
+        let mut dec = Decoder::with_ip(bits, &bytes, rip, DecoderOptions::NONE);
         if dec.can_decode() {
             let ins = dec.decode();
             IntelFormatter::new().format(&ins, &mut decoded);

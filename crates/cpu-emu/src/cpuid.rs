@@ -1,5 +1,5 @@
 //! CPUID: a curated x86-64 baseline (SSE2, FXSR, CX16, POPCNT, NX, 1 GiB pages, RDTSCP,
-//! TSC-deadline LAPIC timer), no AVX/XSAVE, with the topology of the VM's vCPUs and the TSC
+//! TSC-deadline LAPIC timer, invariant TSC with IA32_TSC_ADJUST), no AVX/XSAVE, with the topology of the VM's vCPUs and the TSC
 //! frequency announced through leaf 0x15 so the guest need not calibrate.
 
 use crate::cpu::Cpu;
@@ -34,6 +34,8 @@ const CX16: u32 = 1 << 13;
 const POPCNT: u32 = 1 << 23;
 const TSC_DEADLINE: u32 = 1 << 24;
 const HYPERVISOR: u32 = 1 << 31;
+// Leaf 7 EBX.
+const TSC_ADJUST_MSR: u32 = 1 << 1;
 // Leaf 0x80000001.
 const LAHF_LM: u32 = 1 << 0;
 const SYSCALL: u32 = 1 << 11;
@@ -93,7 +95,9 @@ impl Cpu {
                     0,
                 )
             }
-            7 => (0, 0, 0, 0),
+            // Structured extended features: only IA32_TSC_ADJUST (with the invariant TSC it
+            // lets Linux trust the TSC without a clocksource watchdog).
+            7 if sub == 0 => (0, TSC_ADJUST_MSR, 0, 0),
             0xb => {
                 // x2APIC topology: one thread per core, `count` cores.
                 let shift_smt = 0;

@@ -184,7 +184,10 @@ pub enum EmuError {
     #[error("unsupported instruction: {0}")]
     Unsupported(Report),
     /// The guest left 64-bit mode (a 32-bit or 16-bit code segment).
-    #[error("only 64-bit long mode is supported; the guest loaded a non-64-bit code segment: {0}")]
+    #[error(
+        "only 64-bit long mode is supported (16/32-bit code runs only on an application \
+         processor's start-up path after INIT/SIPI); the guest left 64-bit mode: {0}"
+    )]
     NotLongMode(Report),
     /// The interpreter found its own state inconsistent.
     #[error("internal inconsistency ({what}): {report}")]

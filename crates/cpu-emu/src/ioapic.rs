@@ -69,12 +69,7 @@ impl IoApic {
         let dest = (rte >> 56) as u8;
         let logical = rte & (1 << 11) != 0;
         for l in &self.lapics {
-            let hit = if logical {
-                dest & (1 << l.id()) != 0 || dest == 0xff
-            } else {
-                dest == l.id() || dest == 0xff
-            };
-            if hit {
+            if l.accepts(dest, logical) {
                 l.raise(vector, level);
                 if (rte >> 8) & 7 == 1 {
                     break; // lowest priority: the first one will do

@@ -1,8 +1,10 @@
 //! A local APIC: the register page, IRR/ISR with priorities, EOI, the timer (one-shot,
-//! periodic, TSC-deadline) and fixed IPIs. Shared between its vCPU thread, the IOAPIC and
-//! other vCPUs (IPIs), so the state sits behind a mutex with a condition variable that wakes
-//! a halted vCPU.
+//! periodic, TSC-deadline), IPIs with physical and logical (flat and cluster) destinations,
+//! and the INIT/SIPI start-up signals. Shared between its vCPU thread, the IOAPIC and other
+//! vCPUs (IPIs), so the state sits behind a mutex with a condition variable that wakes a
+//! halted or waiting vCPU.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -33,6 +35,10 @@ struct Regs {
     deadline: u64,
     /// Guest TSC when the one-shot/periodic count was loaded.
     loaded_at: u64,
+    /// An INIT arrived and its vCPU has not seen it yet.
+    init: bool,
+    /// The vector of a STARTUP IPI its vCPU has not seen yet.
+    sipi: Option<u8>,
 }
 
 impl Regs {
@@ -85,10 +91,40 @@ impl Regs {
 pub struct Ipi {
     /// Vector.
     pub vector: u8,
-    /// Delivery mode (0 fixed, 4 NMI, 5 INIT, 6 SIPI).
+    /// Delivery mode (0 fixed, 1 lowest priority, 4 NMI, 5 INIT, 6 SIPI).
     pub mode: u8,
-    /// Destination APIC ID, or the shorthand.
+    /// Destination APIC ID or logical mask, or the shorthand.
     pub dest: IpiDest,
+    /// Logical destination mode (ICR bit 11).
+    pub logical: bool,
+    /// Level asserted (ICR bit 14); an INIT with it clear and level trigger is the
+    /// "INIT level de-assert" that modern CPUs ignore.
+    pub assert: bool,
+    /// Level-triggered (ICR bit 15).
+    pub level: bool,
+}
+
+/// The delivery modes of IPIs and redirection entries.
+pub mod mode {
+    /// Fixed vector.
+    pub const FIXED: u8 = 0;
+    /// Lowest priority (delivered to one of the destinations).
+    pub const LOWEST: u8 = 1;
+    /// Non-maskable interrupt.
+    pub const NMI: u8 = 4;
+    /// INIT.
+    pub const INIT: u8 = 5;
+    /// STARTUP (SIPI).
+    pub const STARTUP: u8 = 6;
+}
+
+/// A start-up signal taken by [`Lapic::take_startup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Startup {
+    /// An INIT arrived (handle it first).
+    pub init: bool,
+    /// A STARTUP IPI's vector arrived (after any INIT).
+    pub sipi: Option<u8>,
 }
 
 /// Where an IPI goes.
@@ -109,6 +145,8 @@ pub enum IpiDest {
 pub struct Lapic {
     regs: Mutex<Regs>,
     wake: Condvar,
+    /// Set with `init`/`sipi` so the running vCPU can check for start-up signals cheaply.
+    startup_flag: AtomicBool,
 }
 
 impl Lapic {
@@ -127,9 +165,86 @@ impl Lapic {
                 page,
                 deadline: 0,
                 loaded_at: 0,
+                init: false,
+                sipi: None,
             }),
             wake: Condvar::new(),
+            startup_flag: AtomicBool::new(false),
         }
+    }
+
+    /// Whether this LAPIC is a destination of `dest` (ICR or redirection-entry destination
+    /// field) in physical or logical mode; 0xff is a broadcast in both.
+    pub fn accepts(&self, dest: u8, logical: bool) -> bool {
+        if dest == 0xff {
+            return true;
+        }
+        let r = self.lock();
+        if !logical {
+            return (r.get(ID) >> 24) as u8 == dest;
+        }
+        let ldr = (r.get(LDR) >> 24) as u8;
+        if r.get(DFR) >> 28 == 0xf {
+            // Flat model: the LDR is a bit mask.
+            ldr & dest != 0
+        } else {
+            // Cluster model: high nibble the cluster, low nibble a mask within it.
+            ldr >> 4 == dest >> 4 && ldr & dest & 0xf != 0
+        }
+    }
+
+    /// An INIT IPI: the vCPU resets and waits for a STARTUP IPI.
+    pub fn deliver_init(&self) {
+        let mut r = self.lock();
+        r.init = true;
+        r.sipi = None;
+        self.startup_flag.store(true, Ordering::Release);
+        drop(r);
+        self.wake.notify_all();
+    }
+
+    /// A STARTUP IPI with `vector` (the start page number).
+    pub fn deliver_sipi(&self, vector: u8) {
+        let mut r = self.lock();
+        r.sipi = Some(vector);
+        self.startup_flag.store(true, Ordering::Release);
+        drop(r);
+        self.wake.notify_all();
+    }
+
+    /// Whether a start-up signal is waiting (cheap: one atomic load).
+    pub fn has_startup(&self) -> bool {
+        self.startup_flag.load(Ordering::Acquire)
+    }
+
+    /// Takes the waiting start-up signals; an INIT also resets the register page as
+    /// hardware does (IRR/ISR/TMR, LVTs masked, timer stopped; the APIC ID stays).
+    pub fn take_startup(&self) -> Startup {
+        let mut r = self.lock();
+        self.startup_flag.store(false, Ordering::Release);
+        let s = Startup {
+            init: std::mem::take(&mut r.init),
+            sipi: r.sipi.take(),
+        };
+        if s.init {
+            let id = r.get(ID);
+            let fresh = Lapic::new((id >> 24) as u8);
+            let fresh = fresh.lock();
+            r.page = fresh.page;
+            r.deadline = 0;
+            r.loaded_at = 0;
+        }
+        s
+    }
+
+    /// Blocks until a start-up signal arrives or `timeout` elapses (a vCPU waiting for
+    /// INIT or SIPI).
+    pub fn wait_startup(&self, timeout: Duration) {
+        let r = self.lock();
+        if r.init || r.sipi.is_some() {
+            return;
+        }
+        let _ = self.wake.wait_timeout(r, timeout);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Regs> {
@@ -251,7 +366,9 @@ impl Lapic {
                     }
                 }
             }
-            ID | TPR | LDR | DFR | SVR | TIMER_DIV => r.set(off, v),
+            ID | TPR | LDR | SVR | TIMER_DIV => r.set(off, v),
+            // The DFR's low 28 bits read as ones.
+            DFR => r.set(off, v | 0x0fff_ffff),
             0x280 => r.set(off, 0),
             ICR_HI => r.set(off, v),
             ICR_LO => {
@@ -267,6 +384,9 @@ impl Lapic {
                         vector: v as u8,
                         mode: ((v >> 8) & 7) as u8,
                         dest,
+                        logical: v & (1 << 11) != 0,
+                        assert: v & (1 << 14) != 0,
+                        level: v & (1 << 15) != 0,
                     }),
                     None,
                 );
@@ -313,11 +433,6 @@ impl Lapic {
             }
         }
     }
-
-    /// The APIC ID.
-    pub fn id(&self) -> u8 {
-        (self.lock().get(ID) >> 24) as u8
-    }
 }
 
 #[cfg(test)]
@@ -349,5 +464,50 @@ mod tests {
         l.poll_timer(1000);
         assert_eq!(l.take(), Some(0xec));
         assert_eq!(l.deadline(), 0);
+    }
+
+    #[test]
+    fn logical_destinations_flat_and_cluster() {
+        let l = Lapic::new(1);
+        assert!(l.accepts(1, false));
+        assert!(!l.accepts(2, false));
+        assert!(l.accepts(0xff, false));
+        // Flat: LDR bit 1.
+        l.write(LDR, 0x0200_0000, 0);
+        assert!(l.accepts(0x02, true));
+        assert!(l.accepts(0x03, true));
+        assert!(!l.accepts(0x01, true));
+        // Cluster 2, member bit 0.
+        l.write(DFR, 0x0fff_ffff, 0);
+        l.write(LDR, 0x2100_0000, 0);
+        assert!(l.accepts(0x21, true));
+        assert!(!l.accepts(0x11, true));
+        assert!(!l.accepts(0x22, true));
+    }
+
+    #[test]
+    fn init_then_sipi_and_icr_fields() {
+        let l = Lapic::new(0);
+        let (ipi, _) = l.write(ICR_LO, 0x0000_c500, 0);
+        let ipi = ipi.unwrap();
+        assert_eq!((ipi.mode, ipi.assert, ipi.level), (mode::INIT, true, true));
+        let t = Lapic::new(1);
+        t.write(SVR, 0x1ff, 0);
+        t.raise(0x40, false);
+        assert!(!t.has_startup());
+        t.deliver_init();
+        t.deliver_sipi(0x9a);
+        assert!(t.has_startup());
+        assert_eq!(
+            t.take_startup(),
+            Startup {
+                init: true,
+                sipi: Some(0x9a)
+            }
+        );
+        // INIT reset the page: the pending vector is gone and the APIC ID kept.
+        assert!(!t.pending());
+        assert!(t.accepts(1, false));
+        assert!(!t.has_startup());
     }
 }

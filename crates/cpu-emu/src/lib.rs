@@ -2,9 +2,10 @@
 //!
 //! An interpreter over instructions decoded by iced-x86 and cached per basic block (keyed by
 //! guest-physical address, invalidated when the page is written), running 64-bit long mode
-//! only: the integer instruction set with exact flags, strings with REP, LOCKed operations
-//! as host atomics, 4-level paging with a software TLB, exceptions and interrupts through
-//! the IDT, SYSCALL/SYSRET, MSRs, CPUID, and the SSE2/x87 subset Linux and glibc use.
+//! (plus the real/protected-mode subset an application processor's start-up trampoline runs
+//! after INIT/SIPI): the integer instruction set with exact flags, strings with REP, LOCKed
+//! operations as host atomics, 4-level paging with a software TLB, exceptions and interrupts
+//! through the IDT, SYSCALL/SYSRET, MSRs, CPUID, and the SSE2/x87 subset Linux and glibc use.
 //! Port I/O and MMIO leave [`Cpu::run`] as [`Exit`]s for the VMM's buses.
 
 mod alu;
@@ -19,6 +20,7 @@ mod exec;
 mod interrupts;
 mod ioapic;
 mod lapic;
+mod legacy;
 mod mmu;
 mod msr;
 mod operand;

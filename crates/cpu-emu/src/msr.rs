@@ -61,6 +61,7 @@ impl Cpu {
         Some(match msr {
             TSC => self.tsc(),
             APIC_BASE => m.apic_base,
+            TSC_ADJUST => m.tsc_adjust as u64,
             0x174..=0x176 => m.sysenter[(msr - SYSENTER_CS) as usize],
             MISC_ENABLE => m.misc_enable,
             PAT => m.pat,
@@ -86,7 +87,7 @@ impl Cpu {
             TSC => self.tsc(),
             APIC_BASE => m.apic_base,
             FEATURE_CONTROL => 1, // locked, VMX off
-            TSC_ADJUST => 0,
+            TSC_ADJUST => m.tsc_adjust as u64,
             BIOS_SIGN_ID => 0,
             MTRRCAP | MTRR_DEF_TYPE | MCG_CAP | MCG_STATUS => 0,
             0x174..=0x176 => m.sysenter[(msr - SYSENTER_CS) as usize],
@@ -118,11 +119,21 @@ impl Cpu {
         let canonical = crate::mmu::canonical(v);
         match msr {
             TSC => {
-                let now = self.tsc().wrapping_sub(self.state.msrs.tsc_offset as u64);
-                self.state.msrs.tsc_offset = v.wrapping_sub(now) as i64;
+                // Moving the TSC moves IA32_TSC_ADJUST by the same amount.
+                let delta = v.wrapping_sub(self.tsc()) as i64;
+                let m = &mut self.state.msrs;
+                m.tsc_offset = m.tsc_offset.wrapping_add(delta);
+                m.tsc_adjust = m.tsc_adjust.wrapping_add(delta);
+            }
+            TSC_ADJUST => {
+                let m = &mut self.state.msrs;
+                m.tsc_offset = m
+                    .tsc_offset
+                    .wrapping_add((v as i64).wrapping_sub(m.tsc_adjust));
+                m.tsc_adjust = v as i64;
             }
             APIC_BASE => self.state.msrs.apic_base = v,
-            TSC_ADJUST | BIOS_SIGN_ID | MTRR_DEF_TYPE | MCG_STATUS => {}
+            BIOS_SIGN_ID | MTRR_DEF_TYPE | MCG_STATUS => {}
             0x174..=0x176 => self.state.msrs.sysenter[(msr - SYSENTER_CS) as usize] = v,
             MISC_ENABLE => self.state.msrs.misc_enable = v,
             PAT => self.state.msrs.pat = v,

@@ -66,6 +66,9 @@ impl Cpu {
     /// The linear address of the memory operand.
     #[inline]
     pub(crate) fn ea(&self, ins: &Instruction) -> u64 {
+        if self.legacy {
+            return self.legacy_ea(ins);
+        }
         let mut a = if ins.is_ip_rel_memory_operand() {
             ins.ip_rel_memory_address()
         } else {

@@ -238,6 +238,9 @@ pub struct Msrs {
     pub tsc_aux: u64,
     /// IA32_TSC adjustment: guest TSC = host clock + offset.
     pub tsc_offset: i64,
+    /// IA32_TSC_ADJUST: the sum of the software's changes to the TSC (writes to IA32_TSC or
+    /// to this MSR), which Linux compares across CPUs instead of watching the TSC.
+    pub tsc_adjust: i64,
 }
 
 /// The whole architectural state of one CPU.

@@ -1,8 +1,9 @@
 //! Boot tests on the software CPU: the guest kernel (CORRAL_GUEST_KERNEL) with a busybox
 //! initramfs built here reaches a marker on the serial console, through the very same
-//! `corral_vmm::Machine` (boot setup, buses, devices) the KVM backend uses.
-//! Needs a guest kernel and Debian's busybox-static and cpio; set CORRAL_SKIP_HOST_TESTS=1
-//! to skip.
+//! `corral_vmm::Machine` (boot setup, buses, devices) the KVM backend uses. The boot here has
+//! two vCPUs (one-vCPU boots are covered by crates/cli/tests/host_emu_devices.rs).
+//! Needs a guest kernel and Debian's busybox-static, cpio and coreutils' sha256sum; set
+//! CORRAL_SKIP_HOST_TESTS=1 to skip.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,10 +21,19 @@ fn skip() -> bool {
 }
 
 fn kernel() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The ready-made kernel sits beside the checkout (/work/main) or beside the worktrees'
+    // folder (/work/wt/<area>).
     let k = std::env::var_os("CORRAL_GUEST_KERNEL")
         .map(PathBuf::from)
         .or_else(|| {
-            Some(PathBuf::from("../../../shared/guest/vmlinux-microvm")).filter(|p| p.exists())
+            [
+                "../../../shared/guest/vmlinux-microvm",
+                "../../../../shared/guest/vmlinux-microvm",
+            ]
+            .iter()
+            .map(|p| manifest.join(p))
+            .find(|p| p.exists())
         })
         .expect(
             "host_ boot tests need a guest kernel: set CORRAL_GUEST_KERNEL (scripts/test.sh does)",
@@ -82,8 +92,33 @@ impl Write for Console {
     }
 }
 
+/// The sha256 of the first `len` bytes of a host file, by coreutils' head and sha256sum.
+fn host_sha256(path: &Path, len: usize) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("head -c {len} {} | sha256sum", path.display()))
+        .output()
+        .expect("head and sha256sum (coreutils)");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The value of `key=` in the marker line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Two vCPUs: the application processor starts through INIT/SIPI and the real-mode
+/// trampoline, `nproc` is 2, a process pinned to CPU 1 runs there, and both CPUs hash a
+/// slice of the busybox binary concurrently (fork, exec, exit and page-table teardown on
+/// both, with the IPIs and TLB shootdowns that brings) to the host's sha256.
 #[test]
-fn host_boot_busybox_reaches_marker_and_powers_off() {
+fn host_boot_smp_busybox_uses_both_cpus_and_powers_off() {
     if skip() {
         return;
     }
@@ -91,12 +126,31 @@ fn host_boot_busybox_reaches_marker_and_powers_off() {
         .prefix(&format!("cpuemu-{}-", std::process::id()))
         .tempdir()
         .unwrap();
+    const ROUNDS: usize = 3;
+    const SLICE: usize = 65536;
     let init = format!(
-        "#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n/bin/busybox echo {MARKER} cpus=$(/bin/busybox nproc)\n/bin/busybox poweroff -f\n"
+        r#"#!/bin/busybox sh
+bb=/bin/busybox
+$bb mount -t proc proc /proc
+$bb mount -t devtmpfs dev /dev
+$bb head -c {SLICE} /bin/busybox > /slice
+for c in 0 1; do
+  $bb taskset -c $c $bb sh -c 'for i in $(/bin/busybox seq {ROUNDS}); do /bin/busybox sha256sum /slice; done' > /sum$c &
+done
+wait
+on1=$($bb taskset -c 1 $bb cat /proc/self/stat | $bb cut -d' ' -f39)
+n=$($bb cat /sum0 /sum1 | $bb wc -l)
+distinct=$($bb cat /sum0 /sum1 | $bb cut -d' ' -f1 | $bb sort -u | $bb wc -l)
+sum=$($bb head -n1 /sum0 | $bb cut -d' ' -f1)
+$bb echo {MARKER} cpus=$($bb nproc) on1=$on1 hashes=$n distinct=$distinct sum=$sum
+$bb grep -E 'CAL|TLB|RES|LOC' /proc/interrupts
+$bb poweroff -f
+"#
     );
     let mut cfg = VmConfig::new(kernel());
     cfg.initrd = Some(initramfs(dir.path(), &init));
     cfg.memory = "256M".into();
+    cfg.cpus = 2;
     cfg.rng = false;
     cfg.cmdline = Some("console=ttyS0 reboot=k panic=-1 no_int3_selftest".into());
     let console = Console::default();
@@ -114,10 +168,24 @@ fn host_boot_busybox_reaches_marker_and_powers_off() {
     let _ = done.send(());
     let _ = watcher.join();
     let out = String::from_utf8_lossy(&console.0.lock().unwrap()).into_owned();
-    assert!(
-        out.contains(&format!("{MARKER} cpus=1")),
-        "no marker; exit {exit:?}; console:\n{out}"
-    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(MARKER))
+        .unwrap_or_else(|| panic!("no marker; exit {exit:?}; console:\n{out}"));
+    let want_sum = host_sha256(Path::new("/bin/busybox"), SLICE);
+    for (key, want) in [
+        ("cpus", "2"),
+        ("on1", "1"),
+        ("hashes", &(2 * ROUNDS).to_string()),
+        ("distinct", "1"),
+        ("sum", want_sum.as_str()),
+    ] {
+        assert_eq!(
+            field(line, key),
+            Some(want),
+            "{key} in {line:?}; console:\n{out}"
+        );
+    }
     assert!(
         matches!(
             exit,

@@ -4,7 +4,9 @@
 mod convert;
 mod vcpu;
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use corral_devices::{GuestMem, Interrupt, InterruptError};
 use corral_vmm::hypervisor::{
@@ -77,7 +79,8 @@ impl Hypervisor for EmuHypervisor {
             code: CodePages::new(limit),
             ioapic: Arc::new(IoApic::new(lapics.clone())),
             lapics,
-            created: Mutex::new(0),
+            created: Arc::new(AtomicUsize::new(0)),
+            epoch: Instant::now(),
         }))
     }
 }
@@ -101,7 +104,10 @@ pub struct EmuVm {
     code: Arc<CodePages>,
     ioapic: Arc<IoApic>,
     lapics: Vec<Arc<Lapic>>,
-    created: Mutex<u8>,
+    /// Number of vCPUs created (highest id + 1).
+    created: Arc<AtomicUsize>,
+    /// Where every vCPU's TSC counts from.
+    epoch: Instant,
 }
 
 /// A device's interrupt line into the IOAPIC.
@@ -129,20 +135,24 @@ impl Vm for EmuVm {
                 message: format!("at most {MAX_VCPUS} vCPUs"),
             });
         }
-        let mut n = self.created.lock().unwrap_or_else(|p| p.into_inner());
-        *n = (*n).max(id + 1);
-        let cpu = Cpu::new(
+        let n = self
+            .created
+            .fetch_max(id as usize + 1, Ordering::AcqRel)
+            .max(id as usize + 1);
+        let mut cpu = Cpu::new(
             self.mem.clone(),
             self.code.clone(),
             CpuIdentity {
                 index: id as u32,
-                count: *n as u32,
+                count: n as u32,
             },
         );
+        cpu.set_epoch(self.epoch);
         Ok(Box::new(EmuVcpu::new(
             id,
             cpu,
             self.lapics.clone(),
+            self.created.clone(),
             self.ioapic.clone(),
         )))
     }

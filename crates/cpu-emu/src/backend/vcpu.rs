@@ -1,8 +1,9 @@
 //! One software vCPU behind the boundary's `Vcpu` trait: runs the interpreter in slices,
-//! serves its LAPIC and the IOAPIC pages itself, waits in HLT for interrupts, and hands port
-//! I/O and other MMIO to the VMM as exits.
+//! serves its LAPIC and the IOAPIC pages itself (routing IPIs, INIT and STARTUP to the other
+//! vCPUs' LAPICs), waits in HLT for interrupts, and hands port I/O and other MMIO to the VMM
+//! as exits. Application processors wait for INIT, then a STARTUP IPI, before they run.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use corral_vmm::hypervisor::{
 use super::convert;
 use crate::cpu::InterruptSource;
 use crate::ioapic::IoApic;
-use crate::lapic::{IpiDest, Lapic};
+use crate::lapic::{mode, Ipi, IpiDest, Lapic};
 use crate::{Cpu, Exit};
 
 const LAPIC_BASE: u64 = 0xfee0_0000;
@@ -45,6 +46,17 @@ impl VcpuKick for Kick {
     }
 }
 
+/// Where a vCPU is in the INIT/SIPI protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Power {
+    /// Executing.
+    Running,
+    /// An application processor before its first INIT.
+    WaitInit,
+    /// INIT received: waiting for a STARTUP IPI.
+    WaitSipi,
+}
+
 /// What the last exit left for the next `run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pending {
@@ -58,28 +70,106 @@ pub struct EmuVcpu {
     cpu: Cpu,
     lapic: Arc<Lapic>,
     lapics: Vec<Arc<Lapic>>,
+    /// How many vCPUs exist (IPIs go to their LAPICs only).
+    count: Arc<AtomicUsize>,
     ioapic: Arc<IoApic>,
     kick: Arc<AtomicBool>,
     buf: [u8; 8],
     pending: Pending,
     deadline_seen: u64,
+    power: Power,
 }
 
 impl EmuVcpu {
-    pub(super) fn new(id: u8, mut cpu: Cpu, lapics: Vec<Arc<Lapic>>, ioapic: Arc<IoApic>) -> Self {
+    pub(super) fn new(
+        id: u8,
+        mut cpu: Cpu,
+        lapics: Vec<Arc<Lapic>>,
+        count: Arc<AtomicUsize>,
+        ioapic: Arc<IoApic>,
+    ) -> Self {
         let lapic = lapics[id as usize].clone();
         cpu.set_interrupt_source(Box::new(LapicSource(lapic.clone())));
+        if id != 0 {
+            // Only the bootstrap processor has IA32_APIC_BASE.BSP set.
+            cpu.state.msrs.apic_base &= !(1 << 8);
+        }
         let kick = Arc::new(AtomicBool::new(false));
         EmuVcpu {
             id,
             cpu,
             lapic,
             lapics,
+            count,
             ioapic,
             kick,
             buf: [0; 8],
             pending: Pending::None,
             deadline_seen: 0,
+            power: if id == 0 {
+                Power::Running
+            } else {
+                Power::WaitInit
+            },
+        }
+    }
+
+    /// Acts on INIT and STARTUP IPIs: INIT resets the CPU to wait for a STARTUP, which
+    /// starts it in real mode at the vector's page.
+    fn handle_startup(&mut self) {
+        let s = self.lapic.take_startup();
+        if s.init {
+            tracing::debug!(vcpu = self.id, "INIT");
+            self.cpu.init_reset();
+            self.pending = Pending::None;
+            self.deadline_seen = 0;
+            self.power = Power::WaitSipi;
+        }
+        if let Some(v) = s.sipi {
+            if self.power == Power::WaitSipi {
+                tracing::debug!(
+                    vcpu = self.id,
+                    entry = format_args!("{:#x}", (v as u64) << 12),
+                    "STARTUP"
+                );
+                self.cpu.start_up(v);
+                self.power = Power::Running;
+            }
+        }
+    }
+
+    /// Sends an IPI to the LAPICs it names.
+    fn send_ipi(&self, ipi: Ipi) {
+        let count = self.count.load(Ordering::Acquire).min(self.lapics.len());
+        let me = self.id as usize;
+        let targets = self.lapics[..count]
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| match ipi.dest {
+                IpiDest::Id(d) => l.accepts(d, ipi.logical),
+                IpiDest::SelfOnly => *i == me,
+                IpiDest::All => true,
+                IpiDest::Others => *i != me,
+            })
+            .map(|(_, l)| l);
+        match ipi.mode {
+            mode::FIXED => targets.for_each(|l| l.raise(ipi.vector, false)),
+            mode::LOWEST => {
+                if let Some(l) = targets.into_iter().next() {
+                    l.raise(ipi.vector, false);
+                }
+            }
+            // INIT level de-assert (level-triggered, not asserted) does nothing on CPUs with
+            // an integrated APIC.
+            mode::INIT if ipi.level && !ipi.assert => {}
+            mode::INIT => targets.for_each(|l| l.deliver_init()),
+            mode::STARTUP => targets.for_each(|l| l.deliver_sipi(ipi.vector)),
+            mode::NMI => tracing::warn!(vcpu = self.id, "NMI IPIs are not delivered yet"),
+            m => tracing::warn!(
+                vcpu = self.id,
+                mode = m,
+                "IPI delivery mode not supported by the software CPU yet"
+            ),
         }
     }
 
@@ -106,25 +196,7 @@ impl EmuVcpu {
             self.ioapic.eoi(vec);
         }
         if let Some(ipi) = ipi {
-            if ipi.mode != 0 && ipi.mode != 1 {
-                tracing::warn!(
-                    vcpu = self.id,
-                    mode = ipi.mode,
-                    "IPI delivery mode not supported by the software CPU yet"
-                );
-                return;
-            }
-            for (i, l) in self.lapics.iter().enumerate() {
-                let hit = match ipi.dest {
-                    IpiDest::Id(d) => d as usize == i,
-                    IpiDest::SelfOnly => i == self.id as usize,
-                    IpiDest::All => true,
-                    IpiDest::Others => i != self.id as usize,
-                };
-                if hit {
-                    l.raise(ipi.vector, false);
-                }
-            }
+            self.send_ipi(ipi);
         }
     }
 
@@ -191,9 +263,26 @@ impl Vcpu for EmuVcpu {
         self.lapic.load_image(&lapic.regs);
         Ok(())
     }
-    fn set_cpuid(&mut self, _entries: &[CpuidEntry]) -> Result<()> {
+    fn set_cpuid(&mut self, entries: &[CpuidEntry]) -> Result<()> {
         // The software CPU answers CPUID from its own curated table (the VMM's entries were
-        // derived from it); topology comes from the vCPU identity.
+        // derived from it); only the topology is taken: the vCPU count from leaf 0xB.
+        let count = entries
+            .iter()
+            .find(|e| e.function == 0xb && e.index == 1)
+            .map(|e| e.ebx & 0xffff)
+            .or_else(|| {
+                entries
+                    .iter()
+                    .find(|e| e.function == 1)
+                    .map(|e| (e.ebx >> 16) & 0xff)
+            })
+            .filter(|&n| n > 0);
+        if let Some(count) = count {
+            self.cpu.set_identity(crate::CpuIdentity {
+                index: self.id as u32,
+                count,
+            });
+        }
         Ok(())
     }
 
@@ -208,6 +297,13 @@ impl Vcpu for EmuVcpu {
         loop {
             if self.kick.swap(false, Ordering::AcqRel) {
                 return Ok(VcpuExit::Interrupted);
+            }
+            if self.lapic.has_startup() {
+                self.handle_startup();
+            }
+            if self.power != Power::Running {
+                self.lapic.wait_startup(Duration::from_millis(50));
+                continue;
             }
             self.sync_timer();
             let exit = match self.cpu.run(SLICE) {
@@ -225,7 +321,10 @@ impl Vcpu for EmuVcpu {
                     }
                     loop {
                         self.sync_timer();
-                        if self.lapic.pending() || self.kick.load(Ordering::Acquire) {
+                        if self.lapic.pending()
+                            || self.kick.load(Ordering::Acquire)
+                            || self.lapic.has_startup()
+                        {
                             break;
                         }
                         self.lapic.wait(self.cpu.tsc(), Duration::from_millis(50));
