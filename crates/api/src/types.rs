@@ -144,6 +144,9 @@ pub struct ContainerSpec {
     pub name: Option<String>,
     /// Image reference, e.g. `busybox`.
     pub image: String,
+    /// Overrides the image's entrypoint (`[]` clears it); when set, the image's command is not
+    /// used either (Docker's `--entrypoint`, Compose's `entrypoint:`, Kubernetes' `command:`).
+    pub entrypoint: Option<Vec<String>>,
     /// Command and arguments; the image's default when empty.
     pub command: Vec<String>,
     /// Environment, `K=V`.

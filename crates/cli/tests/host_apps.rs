@@ -784,3 +784,92 @@ fn host_compose_builds_services_that_have_build_and_runs_them() {
     assert!(err.contains(&format!("Building {app}-web")), "{err}");
     w.ok(&["app", "down", "-p", &app]);
 }
+
+#[test]
+fn host_compose_apps_get_their_own_networks_and_entrypoints() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new("nets", 5);
+    std::fs::create_dir_all(w.project.join("img")).unwrap();
+    // An image whose own entrypoint fails: a service only runs if `entrypoint:` replaces it.
+    w.write(
+        "img/Containerfile",
+        "FROM busybox\nENTRYPOINT [\"/bin/false\"]\n",
+    );
+    let compose = format!(
+        "services:
+  web:
+    image: busybox
+    command: {WEB_CMD}
+  client:
+    build: ./img
+    entrypoint: [\"/bin/sleep\"]
+    command: [\"300\"]
+"
+    );
+    w.write("compose.yml", &compose);
+    let (a, b) = (w.app_name("na"), w.app_name("nb"));
+    w.ok(&["app", "up", "-d", "-p", &a]);
+    w.ok(&["app", "up", "-d", "-p", &b]);
+    let nets = w.ok(&["network", "ls"]);
+    for app in [&a, &b] {
+        assert!(nets.contains(&format!("{app}_default")), "{nets}");
+    }
+
+    let client = format!("{a}-client-0");
+    let cmdline = w.ok(&["exec", &client, "cat", "/proc/1/cmdline"]);
+    assert_eq!(
+        cmdline, "/bin/sleep\u{0}300\u{0}",
+        "entrypoint replaced the image's"
+    );
+
+    // Within an app, services reach each other by name; another app's web is out of reach.
+    // busybox nc, not wget: Debian's static busybox wget crashes resolving names.
+    let fetch = |host: &str| {
+        let get = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} 8080");
+        w.corral(&["exec", &client, "sh", "-c", &get])
+    };
+    let start = Instant::now();
+    let own = loop {
+        // The web replica may still be starting its server.
+        let out = fetch("web");
+        let answered = String::from_utf8_lossy(&out.stdout).contains("hello from");
+        if answered || start.elapsed() > Duration::from_secs(10) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let text = String::from_utf8_lossy(&own.stdout);
+    let own_id = w.status(&a);
+    let own_id = replicas_of(&own_id, "web")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains(&format!("hello from {}", &own_id[..12])),
+        "{text} {}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    let st = w.status(&b);
+    let other_ip = replicas_of(&st, "web")[0]["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = fetch(&other_ip);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("hello from"),
+        "app {a} reached app {b}'s web at {other_ip}: {text}"
+    );
+
+    w.ok(&["app", "down", "-p", &a]);
+    let nets = w.ok(&["network", "ls"]);
+    assert!(
+        !nets.contains(&format!("{a}_default")),
+        "removed with its app: {nets}"
+    );
+    assert!(nets.contains(&format!("{b}_default")), "{nets}");
+    w.ok(&["app", "down", "-p", &b]);
+}

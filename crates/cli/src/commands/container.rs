@@ -62,6 +62,10 @@ pub struct RunArgs {
     /// Network: a network name, none or host (default: the `default` network, bridge corral0).
     #[arg(long)]
     pub network: Option<String>,
+    /// Overrides the image's entrypoint (one program; `""` clears it); the image's command is
+    /// then not used.
+    #[arg(long, value_name = "PROGRAM")]
+    pub entrypoint: Option<String>,
     /// Another name the container answers to on its network. Repeatable.
     #[arg(long = "network-alias", value_name = "NAME")]
     pub network_aliases: Vec<String>,

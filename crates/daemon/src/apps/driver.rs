@@ -151,8 +151,9 @@ impl Driver for ContainerDriver<'_> {
     }
 
     fn create(&mut self, spec: &InstanceSpec) -> Result<(), DriverError> {
-        let req = replicas::container_spec(&self.state.config.root, spec)
+        let mut req = replicas::container_spec(&self.state.config.root, spec)
             .map_err(|e| derr("create", &spec.name, e))?;
+        req.network = Some(super::networks::network_of(self.app, &spec.spec));
         tracing::info!(app = %spec.app, replica = %spec.name, revision = %spec.revision, "creating replica");
         self.rt
             .block_on(crate::containers::run(self.state, req, true))

@@ -8,6 +8,7 @@
 
 mod balancer;
 mod driver;
+mod networks;
 pub mod parse;
 mod probes;
 mod replicas;
@@ -139,8 +140,10 @@ pub async fn put(state: &Arc<AppState>, desired: &Desired, objects: &Objects) ->
             )));
         }
     }
+    networks::check(app)?;
     let plans = balancer::plans(app)?;
     let _reg = state.apps.registry.lock().await;
+    let made = networks::ensure(state, app).await?;
     let (h, fresh) = match state.apps.get(&app.name) {
         Some(h) => (h, false),
         None => (
@@ -154,7 +157,7 @@ pub async fn put(state: &Arc<AppState>, desired: &Desired, objects: &Objects) ->
             true,
         ),
     };
-    {
+    let applied: ApiResult<()> = async {
         let _op = h.op.lock().await;
         let mut lbs = std::mem::take(&mut h.runtime().lbs);
         let synced = lbs.sync(&plans).await;
@@ -165,6 +168,12 @@ pub async fn put(state: &Arc<AppState>, desired: &Desired, objects: &Objects) ->
         }
         store_app(state, app, objects)?;
         h.runtime().app = Some(app.clone());
+        Ok(())
+    }
+    .await;
+    if let Err(e) = applied {
+        networks::remove_names(state, &app.name, &made).await;
+        return Err(e);
     }
     if fresh {
         state
@@ -304,6 +313,9 @@ pub async fn down(state: &Arc<AppState>, name: &str, volumes: bool) -> ApiResult
     .map_err(|e| ApiError::internal("app down", e))?
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     tracing::info!(app = %name, replicas = removed.len(), "app down");
+    if let Some(app) = &app {
+        networks::remove(state, app).await;
+    }
     let handles = h.runtime().lbs.take_all();
     for lb in handles {
         lb.shutdown().await;

@@ -76,8 +76,6 @@ pub fn container_spec(root: &Path, inst: &InstanceSpec) -> ApiResult<ContainerSp
         .image
         .clone()
         .ok_or_else(|| ApiError::invalid(format!("services.{}.image", s.name), "no image"))?;
-    let mut command = s.entrypoint.clone().unwrap_or_default();
-    command.extend(s.command.clone().unwrap_or_default());
     let mut volumes = Vec::new();
     for v in &s.volumes {
         let ro = if v.read_only { ":ro" } else { "" };
@@ -123,7 +121,8 @@ pub fn container_spec(root: &Path, inst: &InstanceSpec) -> ApiResult<ContainerSp
     Ok(ContainerSpec {
         name: Some(inst.name.clone()),
         image,
-        command,
+        entrypoint: s.entrypoint.clone(),
+        command: s.command.clone().unwrap_or_default(),
         env: s.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         workdir: s.working_dir.clone(),
         user: s.user.clone(),
@@ -133,7 +132,7 @@ pub fn container_spec(root: &Path, inst: &InstanceSpec) -> ApiResult<ContainerSp
         pids_limit: s.resources.pids.map(|p| p as i64),
         // The reconciler applies the restart policy (with backoff), not the container.
         restart: Some("no".into()),
-        // On the default network, the replica answers to its service's name (Compose's DNS).
+        // On its app's network, the replica answers to its service's name (Compose's DNS).
         aliases: vec![inst.service.clone()],
         labels,
         ..Default::default()

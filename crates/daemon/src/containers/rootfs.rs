@@ -42,7 +42,11 @@ pub struct ImageDefaults {
 
 impl ImageDefaults {
     /// The process arguments: the entrypoint followed by `command` (or the image's command).
-    pub fn args(&self, command: &[String]) -> Vec<String> {
+    /// An `entrypoint` given replaces the image's and drops its command, as Docker does.
+    pub fn args(&self, entrypoint: Option<&[String]>, command: &[String]) -> Vec<String> {
+        if let Some(ep) = entrypoint {
+            return ep.iter().chain(command).cloned().collect();
+        }
         let mut args = self.entrypoint.clone();
         if command.is_empty() {
             args.extend(self.cmd.iter().cloned());
@@ -255,7 +259,11 @@ mod tests {
             cmd: vec!["serve".into()],
             ..Default::default()
         };
-        assert_eq!(img.args(&[]), ["/init", "serve"]);
-        assert_eq!(img.args(&["x".into()]), ["/init", "x"]);
+        assert_eq!(img.args(None, &[]), ["/init", "serve"]);
+        assert_eq!(img.args(None, &["x".into()]), ["/init", "x"]);
+        let sh = ["/bin/sh".to_string(), "-c".into()];
+        assert_eq!(img.args(Some(&sh), &[]), ["/bin/sh", "-c"]);
+        assert_eq!(img.args(Some(&sh), &["ls".into()]), ["/bin/sh", "-c", "ls"]);
+        assert_eq!(img.args(Some(&[]), &["ls".into()]), ["ls"]);
     }
 }

@@ -359,7 +359,7 @@ pub fn to_oci(spec: &ContainerSpec, id: &str, inputs: &OciInputs) -> ApiResult<S
         .process_mut()
         .as_mut()
         .ok_or_else(|| oci_err("no process"))?;
-    let args = inputs.image.args(&spec.command);
+    let args = inputs.image.args(spec.entrypoint.as_deref(), &spec.command);
     if args.is_empty() {
         return Err(ApiError::invalid(
             "command",

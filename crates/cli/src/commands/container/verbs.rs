@@ -50,6 +50,13 @@ impl RunArgs {
         Ok(ContainerSpec {
             name: self.name.clone(),
             image: self.image.clone(),
+            entrypoint: self.entrypoint.as_ref().map(|e| {
+                if e.is_empty() {
+                    vec![]
+                } else {
+                    vec![e.clone()]
+                }
+            }),
             command: self.command.clone(),
             env,
             workdir: self.workdir.clone(),
