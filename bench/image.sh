@@ -34,6 +34,7 @@ t() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || { echo "bench/image.sh
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { echo "scale=3; $1 / $2" | bc; }
 
+echo "== corral: $corral"
 echo "== setup: busybox base image in both stores"
 CORRAL="$corral" scripts/busybox-image.sh localhost/busybox:latest >/dev/null
 "$corral" image save --format oci -o "$work/busybox-oci.tar" localhost/busybox:latest
@@ -71,7 +72,7 @@ storage:
 http:
   addr: 127.0.0.1:$port
 Y
-docker-registry serve "$work/registry.yml" 2> "$work/registry.log" &
+docker-registry serve "$work/registry.yml" > "$work/registry-access.log" 2> "$work/registry.log" &
 regpid=$!
 for _ in $(seq 100); do grep -q "listening on" "$work/registry.log" && break; sleep 0.1; done
 grep -q "listening on" "$work/registry.log" || { echo "registry did not start" >&2; cat "$work/registry.log" >&2; exit 1; }
