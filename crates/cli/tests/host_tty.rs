@@ -142,6 +142,22 @@ fn host_run_it_gives_a_terminal_with_resize_and_the_exit_status() {
     assert_eq!(info[0]["exit_code"], 3);
     assert_eq!(info[0]["spec"]["tty"], true);
     w.ok(&["rm", "tty1"]);
+    // A process that ends before the client is attached: its output still arrives.
+    let mut p = PtyChild::spawn(
+        w.cmd(&[
+            "run",
+            "-it",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo fast; exit 6",
+        ]),
+        24,
+        80,
+    );
+    p.expect("fast", T);
+    assert_eq!(p.wait(T).code(), Some(6), "{}", p.output());
 }
 
 #[test]

@@ -43,6 +43,8 @@ pub struct AppState {
     pub execs: crate::containers::exec_tty::ExecSessions,
     /// Containers the user stopped: their restart policy stays quiet until the next start.
     pub user_stopped: Mutex<std::collections::HashSet<String>>,
+    /// Containers being started by an attach: their shim keeps the output for it.
+    pub attach_pending: Mutex<std::collections::HashSet<String>>,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
             apps: crate::apps::Apps::default(),
             execs: Default::default(),
             user_stopped: Mutex::default(),
+            attach_pending: Mutex::default(),
         }
     }
 

@@ -34,6 +34,9 @@ pub struct ShimArgs {
     /// Give the container a terminal and serve it on this socket (attach protocol).
     #[arg(long = "attach-socket", value_name = "PATH")]
     pub attach_socket: Option<PathBuf>,
+    /// A client attaches right after the start: wait up to this many ms after the end for it.
+    #[arg(long = "first-attach-wait-ms", value_name = "MS")]
+    pub first_attach_wait_ms: Option<u64>,
 }
 
 impl ShimArgs {
@@ -49,6 +52,9 @@ impl ShimArgs {
             log_max_bytes: self.log_max_bytes,
             ready_fd: self.ready_fd,
             attach_socket: self.attach_socket,
+            first_attach_wait: self
+                .first_attach_wait_ms
+                .map(std::time::Duration::from_millis),
         };
         corral_daemon::shim::run(&cfg)?;
         Ok(ExitCode::SUCCESS)

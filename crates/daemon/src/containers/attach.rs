@@ -67,7 +67,22 @@ pub async fn open(
 ) -> ApiResult<UnixStream> {
     let mut rec = with_terminal(state, key)?;
     if start {
-        rec = super::start(state, &rec.id).await?;
+        // The shim keeps the output of a process that ends before we attach.
+        let pending = |on: bool| {
+            let mut p = state
+                .attach_pending
+                .lock()
+                .expect("attach_pending poisoned");
+            if on {
+                p.insert(rec.id.clone());
+            } else {
+                p.remove(&rec.id);
+            }
+        };
+        pending(true);
+        let started = super::start(state, &rec.id).await;
+        pending(false);
+        rec = started?;
     }
     if rec.state != State::Running {
         return Err(ApiError::Conflict(format!(

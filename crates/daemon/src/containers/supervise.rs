@@ -80,6 +80,13 @@ async fn spawn_shim(state: &Arc<AppState>, id: &str, tty: bool) -> ApiResult<(i3
                 .map_err(|e| ApiError::internal(format!("creating {}", d.display()), e))?;
         }
         cmd.arg("--attach-socket").arg(sock);
+        let pending = state
+            .attach_pending
+            .lock()
+            .expect("attach_pending poisoned");
+        if pending.contains(id) {
+            cmd.arg("--first-attach-wait-ms").arg("10000");
+        }
     }
     for a in &cfg.oci_runtime_args {
         cmd.arg(format!("--runtime-arg={a}"));

@@ -45,6 +45,9 @@ pub struct ShimConfig {
     pub ready_fd: Option<i32>,
     /// With a terminal (`process.terminal` in the bundle): serve it here (see [`tty`]).
     pub attach_socket: Option<PathBuf>,
+    /// A client attaches right after the start: after the end, wait this long for it to
+    /// collect the output of a process that ended before it came.
+    pub first_attach_wait: Option<std::time::Duration>,
 }
 
 /// Errors of the shim.
@@ -274,7 +277,7 @@ fn supervise(cfg: &ShimConfig, ready: &mut Ready) -> Result<i32, ShimError> {
 
     let code = reap_until(init_pid);
     if let Some(t) = terminal {
-        t.finish(std::time::Duration::from_secs(5));
+        t.finish(std::time::Duration::from_secs(5), cfg.first_attach_wait);
     }
     // The pid namespace died with its init, so the pipes reach EOF promptly.
     for p in pumps {

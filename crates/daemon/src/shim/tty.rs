@@ -44,6 +44,7 @@ struct Clients {
 pub struct Terminal {
     path: PathBuf,
     clients: Arc<Mutex<Clients>>,
+    first_attach: Arc<std::sync::Condvar>,
     done: mpsc::Receiver<()>,
 }
 
@@ -91,6 +92,7 @@ impl Terminal {
             backlog: Some(Vec::new()),
             ..Default::default()
         }));
+        let first_attach = Arc::new(std::sync::Condvar::new());
         let (done_tx, done) = mpsc::channel();
         {
             let reader = master.try_clone()?;
@@ -102,27 +104,37 @@ impl Terminal {
         }
         {
             let clients = clients.clone();
+            let first_attach = first_attach.clone();
             std::thread::spawn(move || {
                 for conn in listener.incoming().flatten() {
                     let Ok(input) = master.try_clone() else {
                         continue;
                     };
                     let clients = clients.clone();
-                    std::thread::spawn(move || serve_client(conn, input, &clients));
+                    let first_attach = first_attach.clone();
+                    std::thread::spawn(move || serve_client(conn, input, &clients, &first_attach));
                 }
             });
         }
         Ok(Terminal {
             path: path.to_path_buf(),
             clients,
+            first_attach,
             done,
         })
     }
 
     /// After the container ended: let the output drain (the terminal closes when its last
-    /// process does; at most `grace`), close every client, remove the socket.
-    pub fn finish(self, grace: Duration) {
+    /// process does; at most `grace`); when a client is on its way (`first_attach`), wait that
+    /// long for it to collect the output; then close every client and remove the socket.
+    pub fn finish(self, grace: Duration, first_attach: Option<Duration>) {
         let _ = self.done.recv_timeout(grace);
+        if let Some(wait) = first_attach {
+            let c = self.clients.lock().expect("clients poisoned");
+            let _ = self
+                .first_attach
+                .wait_timeout_while(c, wait, |c| c.backlog.is_some());
+        }
         close_all(&self.clients);
         let _ = std::fs::remove_file(&self.path);
     }
@@ -161,7 +173,12 @@ fn copy_output(mut master: File, clients: &Mutex<Clients>, log: &Mutex<LogWriter
     close_all(clients);
 }
 
-fn serve_client(conn: UnixStream, mut master: File, clients: &Mutex<Clients>) {
+fn serve_client(
+    conn: UnixStream,
+    mut master: File,
+    clients: &Mutex<Clients>,
+    first_attach: &std::sync::Condvar,
+) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(conn);
     let mut line = String::new();
@@ -185,13 +202,15 @@ fn serve_client(conn: UnixStream, mut master: File, clients: &Mutex<Clients>) {
         Ok(Request::Attach) => {
             {
                 let mut c = clients.lock().expect("clients poisoned");
-                if c.closed {
-                    return;
-                }
                 if let Some(backlog) = c.backlog.take() {
+                    first_attach.notify_all();
                     if conn.write_all(&backlog).is_err() {
                         return;
                     }
+                }
+                // A process that already ended: its output, then the end.
+                if c.closed {
+                    return;
                 }
                 match conn.try_clone() {
                     Ok(out) => c.streams.push(out),
@@ -285,7 +304,7 @@ mod tests {
         let mut rest = Vec::new();
         conn.read_to_end(&mut rest).unwrap();
         assert_eq!(rest, b"bye\n");
-        term.finish(Duration::from_secs(5));
+        term.finish(Duration::from_secs(5), None);
         assert!(!path.exists());
         let logged: Vec<String> = super::super::log::read_all(&dir.path().join("container.log"))
             .into_iter()
