@@ -96,6 +96,8 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
+        // A VM's monitor outlives the daemon by design: a failed test must not leave one.
+        let _ = self.corral(&["vm", "rm", "-f", "con1"]);
         daemon_teardown::stop_world(&|args| self.corral(args), &|| self.daemon_pid());
     }
 }
