@@ -8,9 +8,14 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && [ "${CORRAL_SKIP_HOST_TESTS:-0}" != 1 ]; then
   scripts/setup.sh --deps-only
 fi
-# Tests use the shared ready-made kernel until the project's own is built.
+# VM tests boot the project's own guest kernel (built once, then cached by its inputs; the
+# shared ready-made one lacks what some tests check, e.g. the VT for Ctrl-Alt-Del).
 if [ -z "${CORRAL_GUEST_KERNEL:-}" ]; then
-  for k in "${CORRAL_ROOT:-/var/lib/corral}/kernels/vmlinux" ../shared/guest/vmlinux-microvm; do
+  kernels="${CORRAL_ROOT:-/var/lib/corral}/kernels"
+  if [ "$(id -u)" = 0 ] && [ "${CORRAL_SKIP_HOST_TESTS:-0}" != 1 ]; then
+    scripts/guest-kernel.sh "$kernels"
+  fi
+  for k in "$kernels/vmlinux" ../shared/guest/vmlinux-microvm; do
     if [ -s "$k" ]; then export CORRAL_GUEST_KERNEL=$(realpath "$k"); break; fi
   done
 fi
