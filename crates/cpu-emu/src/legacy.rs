@@ -505,3 +505,78 @@ fn allowed_as_is(m: M) -> bool {
             | M::Invd
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use corral_devices::GuestMem;
+    use vm_memory::{Bytes, GuestAddress};
+
+    use super::*;
+    use crate::cpu::CpuIdentity;
+    use crate::error::{EmuError, Exit};
+    use crate::phys::CodePages;
+
+    /// Real mode at 0x8000 (SIPI vector 8): segment loads, a 16-bit stack with CALL, PUSH,
+    /// POP and RET, LGDTL, CR0.PE and a 32-bit far jump; in protected mode a data segment
+    /// and a load, PAE, CR3, EFER.LME by WRMSR, CR0.PG and a far jump to a 64-bit segment,
+    /// where HLT stops. (Assembled with GNU as from the trampoline's instruction forms.)
+    const PROGRAM: &[u8] = &[
+        0xfa, 0x8c, 0xc8, 0x8e, 0xd8, 0x8e, 0xd0, 0x66, 0xbc, 0x00, 0x10, 0x00, 0x00, 0xe8, 0x17,
+        0x00, 0x66, 0x0f, 0x01, 0x16, 0x98, 0x00, 0x66, 0xb8, 0x11, 0x00, 0x00, 0x00, 0x0f, 0x22,
+        0xc0, 0x66, 0xea, 0x2c, 0x80, 0x00, 0x00, 0x08, 0x00, 0x68, 0x34, 0x12, 0x5b, 0xc3, 0xb8,
+        0x18, 0x00, 0x00, 0x00, 0x8e, 0xd8, 0x8e, 0xd0, 0x8b, 0x35, 0x00, 0x90, 0x00, 0x00, 0xb8,
+        0x20, 0x00, 0x00, 0x00, 0x0f, 0x22, 0xe0, 0xb8, 0x00, 0xa0, 0x00, 0x00, 0x0f, 0x22, 0xd8,
+        0xb9, 0x80, 0x00, 0x00, 0xc0, 0x0f, 0x32, 0x0f, 0xba, 0xe8, 0x08, 0x0f, 0x30, 0xb8, 0x11,
+        0x00, 0x00, 0x80, 0x0f, 0x22, 0xc0, 0xea, 0x67, 0x80, 0x00, 0x00, 0x10, 0x00, 0x48, 0xbf,
+        0x89, 0x67, 0x45, 0x23, 0x01, 0x00, 0x00, 0x00, 0xf4, 0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x9b, 0xcf,
+        0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x9b, 0xaf, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x93,
+        0xcf, 0x00, 0x1f, 0x00, 0x78, 0x80, 0x00, 0x00,
+    ];
+
+    fn cpu_with(code: &[u8]) -> Cpu {
+        let mem = GuestMem::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+        mem.write_slice(code, GuestAddress(0x8000)).unwrap();
+        mem.write_obj(0xcafe_f00du32, GuestAddress(0x9000)).unwrap();
+        // Identity map of the first 2 MiB: PML4 -> PDPT -> one 2 MiB page.
+        mem.write_obj(0xb003u64, GuestAddress(0xa000)).unwrap();
+        mem.write_obj(0xc003u64, GuestAddress(0xb000)).unwrap();
+        mem.write_obj(0x83u64, GuestAddress(0xc000)).unwrap();
+        let mut cpu = Cpu::new(
+            Arc::new(mem),
+            CodePages::new(2 << 20),
+            CpuIdentity { index: 1, count: 2 },
+        );
+        cpu.init_reset();
+        cpu.start_up(8);
+        cpu
+    }
+
+    #[test]
+    fn sipi_real_mode_to_long_mode() {
+        let mut cpu = cpu_with(PROGRAM);
+        assert!(cpu.in_startup_path());
+        assert_eq!(cpu.state.seg[Seg::Cs as usize].base, 0x8000);
+        assert_eq!(cpu.run(1000).unwrap(), Exit::Hlt);
+        let s = &cpu.state;
+        assert_eq!(s.gpr[reg::RBX] & 0xffff, 0x1234, "16-bit push/pop");
+        assert_eq!(s.gpr[reg::RSP] & 0xffff, 0x1000, "call/ret balanced");
+        assert_eq!(s.gpr[reg::RSI], 0xcafe_f00d, "32-bit load");
+        assert_eq!(s.gpr[reg::RDI], 0x1_2345_6789, "64-bit code ran");
+        assert_eq!(s.seg[Seg::Cs as usize].selector, 0x10);
+        assert_ne!(s.efer & cr::EFER_LMA, 0);
+        assert!(!cpu.in_startup_path());
+    }
+
+    #[test]
+    fn instructions_outside_the_subset_stop_with_a_report() {
+        // REP MOVSB in real mode is not on the trampoline's path.
+        let mut cpu = cpu_with(&[0xf3, 0xa4]);
+        match cpu.run(10) {
+            Err(EmuError::Unsupported(r)) => assert!(r.decoded.contains("movsb"), "{r}"),
+            other => panic!("expected an unsupported-instruction stop, got {other:?}"),
+        }
+    }
+}
