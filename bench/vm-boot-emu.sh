@@ -4,8 +4,8 @@
 #  1. boot: launch to the guest's marker line (the initramfs's /init prints it, then reboots
 #     so both VMMs exit), RUNS runs each; medians and the ratio corral/QEMU (goal <= 2x);
 #  2. compute: a static guest program (bench/guest/mips.c) runs a known number of
-#     instructions between two CLOCK_MONOTONIC reads and prints MIPS, MIPS_RUNS runs each;
-#     medians and the ratio.
+#     instructions, timed by the host between the guest's start and result lines (and by the
+#     guest's own clock, printed alongside), MIPS_RUNS runs each; medians and the ratio.
 # Usage: bench/vm-boot-emu.sh [RUNS]
 #   env: CORRAL (default target/release/corral: cargo build --release -p corral),
 #        CORRAL_GUEST_KERNEL, MEM (MiB, 256), CPUS (1), MIPS_RUNS (3), ITERATIONS (20000000)
@@ -68,9 +68,22 @@ time_to_marker() {
   fi
 }
 
-# The guest's MIPS figure for "$@" (0 when the line is missing).
+# "HOST GUEST" MIPS for "$@": HOST from the host's clock between the guest's start and result
+# lines, GUEST as the guest measured it ("0 0" when the lines are missing).
 mips_of() {
-  { "$@" 2>/dev/null || true; } | tr -d '\r' | awk '/^CORRAL-MIPS / {print $2; found=1} END {if (!found) print 0}'
+  local line t0=0 t1 found=0
+  while IFS= read -r line; do
+    line=${line%$'\r'}
+    case $line in
+      *CORRAL-MIPS-START*) t0=${EPOCHREALTIME/./} ;;
+      *"CORRAL-MIPS "*)
+        t1=${EPOCHREALTIME/./}
+        set -- $line
+        echo "$(awk -v n="$((ITERATIONS * 7))" -v us="$((t1 - t0))" 'BEGIN {printf "%.1f", n / us}') $2"
+        found=1 ;;
+    esac
+  done < <("$@" 2>/dev/null)
+  [ "$found" = 1 ] || echo "0 0"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -87,11 +100,13 @@ done
 for i in $(seq "$MIPS_RUNS"); do
   mips_of corral_run mips >> "$WORK/corral.mips"
   mips_of qemu_run mips >> "$WORK/qemu.mips"
-  echo "compute run $i: corral $(tail -1 "$WORK/corral.mips") MIPS, qemu $(tail -1 "$WORK/qemu.mips") MIPS"
+  echo "compute run $i (host clock, guest clock): corral $(tail -1 "$WORK/corral.mips") MIPS, qemu $(tail -1 "$WORK/qemu.mips") MIPS"
 done
 C=$(median < "$WORK/corral.ms")
 Q=$(median < "$WORK/qemu.ms")
-CM=$(median < "$WORK/corral.mips")
-QM=$(median < "$WORK/qemu.mips")
+CM=$(cut -d' ' -f1 "$WORK/corral.mips" | median)
+QM=$(cut -d' ' -f1 "$WORK/qemu.mips" | median)
+CG=$(cut -d' ' -f2 "$WORK/corral.mips" | median)
+QG=$(cut -d' ' -f2 "$WORK/qemu.mips" | median)
 echo "boot to marker, median of $RUNS: corral --accel emu ${C} ms, qemu tcg ${Q} ms, ratio $(ratio "$C" "$Q")x (goal <= 2x)"
-echo "guest loop ($((ITERATIONS * 7)) instructions), median of $MIPS_RUNS: corral ${CM} MIPS, qemu tcg ${QM} MIPS, corral/qemu $(ratio "$CM" "$QM")"
+echo "guest loop ($((ITERATIONS * 7)) instructions), median of $MIPS_RUNS, host clock: corral ${CM} MIPS, qemu tcg ${QM} MIPS, corral/qemu $(ratio "$CM" "$QM") (guest clocks: corral ${CG}, qemu ${QG})"
