@@ -17,10 +17,14 @@ fn host_name(app: &App, net: &str) -> String {
     }
 }
 
+/// The network a service joins, as the app's files call it.
+fn declared(service: &ServiceSpec) -> &str {
+    service.networks.first().map_or("default", String::as_str)
+}
+
 /// The network a service's replicas join.
 pub fn network_of(app: &App, service: &ServiceSpec) -> String {
-    let net = service.networks.first().map_or("default", String::as_str);
-    host_name(app, net)
+    host_name(app, declared(service))
 }
 
 /// Refuses what corral cannot wire: a service on several networks (a container joins one).
@@ -46,7 +50,7 @@ fn owned(app: &App) -> Vec<String> {
     let mut names: Vec<String> = app
         .services
         .values()
-        .map(|s| s.networks.first().map_or("default", String::as_str))
+        .map(declared)
         .filter(|n| !app.networks.get(*n).is_some_and(|s| s.external))
         .map(|n| host_name(app, n))
         .collect();

@@ -14,7 +14,6 @@ use super::{CgroupError, CgroupManager, CgroupRecord, Stats, V1Manager, V2Manage
 pub struct HybridManager {
     v1: V1Manager,
     unified: V2Manager,
-    unified_dir: PathBuf,
 }
 
 /// Whether `resources` needs the unified side: hugepage limits that no v1 hierarchy can take,
@@ -77,8 +76,7 @@ impl HybridManager {
     pub fn reopen(v1: V1Manager, unified_dir: PathBuf, unified_root: PathBuf) -> Self {
         HybridManager {
             v1,
-            unified: V2Manager::new(unified_dir.clone(), unified_root),
-            unified_dir,
+            unified: V2Manager::new(unified_dir, unified_root),
         }
     }
 }
@@ -129,7 +127,7 @@ impl CgroupManager for HybridManager {
 
     fn record(&self) -> CgroupRecord {
         CgroupRecord {
-            unified: Some(self.unified_dir.clone()),
+            unified: Some(self.unified.dir().to_path_buf()),
             ..self.v1.record()
         }
     }

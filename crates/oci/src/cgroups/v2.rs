@@ -36,6 +36,11 @@ impl V2Manager {
         V2Manager { dir, root }
     }
 
+    /// The container's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Enable the controllers the container needs in every ancestor's subtree_control.
     fn enable_controllers(&self) -> Result<(), CgroupError> {
         let available = read_file(&self.root, "cgroup.controllers").unwrap_or_default();
