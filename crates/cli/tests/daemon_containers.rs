@@ -2,206 +2,12 @@
 //! plus crash recovery: the daemon is killed with SIGKILL at several points of create, start,
 //! stop and rm, restarted, and checked for consistency and leaks (processes, mounts, cgroups,
 //! files). Every test needs root (mounts, namespaces, cgroups): names start with `host_`.
-//!
-//! The runtime is corral's own (`corral oci`, the daemon's default), or the binary named by
-//! `CORRAL_TEST_OCI_RUNTIME` (e.g. /usr/sbin/runc, to check the tests themselves).
-
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+//! The world each test runs in is in `daemon_world`.
 
 mod daemon_teardown;
+mod daemon_world;
 
-use daemon_teardown::{stop_world, wait_gone};
-
-fn skip() -> bool {
-    std::env::var("CORRAL_SKIP_HOST_TESTS").as_deref() == Ok("1")
-}
-
-fn runtime() -> Option<String> {
-    std::env::var("CORRAL_TEST_OCI_RUNTIME").ok()
-}
-
-fn require_host() {
-    assert_eq!(
-        nix::unistd::geteuid().as_raw(),
-        0,
-        "host_ tests need root (set CORRAL_SKIP_HOST_TESTS=1 to skip)"
-    );
-    if let Some(rt) = runtime() {
-        assert!(Path::new(&rt).exists(), "OCI runtime {rt} is missing");
-    }
-    assert!(
-        Path::new("/bin/busybox").exists(),
-        "/bin/busybox is missing (apt-get install busybox-static)"
-    );
-}
-
-/// One private daemon world: its own root and run dirs; the daemon is started by the CLI.
-struct World {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    run: PathBuf,
-}
-
-impl World {
-    fn new() -> World {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("daemon-{}-", std::process::id()))
-            .tempdir()
-            .unwrap();
-        let w = World {
-            root: dir.path().join("root"),
-            run: dir.path().join("run"),
-            _dir: dir,
-        };
-        import_busybox(&w.root);
-        w
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_corral"));
-        c.args(args)
-            .env("CORRAL_ROOT", &self.root)
-            .env("CORRAL_RUN", &self.run)
-            .env_remove("CORRAL_OCI_RUNTIME")
-            .env_remove("CORRAL_CRASH_AT");
-        if let Some(rt) = runtime() {
-            c.env("CORRAL_OCI_RUNTIME", rt);
-        }
-        c
-    }
-
-    fn corral(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    /// Run and require success; stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.corral(args);
-        assert!(
-            out.status.success(),
-            "corral {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.daemon_log()
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Start the daemon through the CLI with a crash point armed.
-    fn start_with_crash(&self, point: &str) {
-        let out = self
-            .cmd(&["ps"])
-            .env("CORRAL_CRASH_AT", point)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn daemon_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.run.join("corral.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    fn daemon_log(&self) -> String {
-        std::fs::read_to_string(self.root.join("daemon.log")).unwrap_or_default()
-    }
-
-    fn kill9_daemon(&self) {
-        if let Some(pid) = self.daemon_pid() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            wait_gone(pid);
-        }
-    }
-
-    /// Wait for the daemon the crash point killed; it must be gone.
-    fn wait_daemon_dead(&self) {
-        if let Some(pid) = self.daemon_pid() {
-            wait_gone(pid);
-        }
-    }
-
-    fn inspect(&self, name: &str) -> serde_json::Value {
-        let out = self.ok(&["inspect", name]);
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
-    }
-
-    /// Nothing of container `id` is left on the host.
-    fn assert_no_leaks(&self, id: &str) {
-        let dir = self.root.join("containers").join(id);
-        assert!(!dir.exists(), "{} left behind", dir.display());
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        assert!(!mounts.contains(id), "a mount of {id} left behind");
-        for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let cg = entry.path().join("corral").join(id);
-            assert!(!cg.exists(), "cgroup {} left behind", cg.display());
-        }
-        assert!(
-            processes_mentioning(id).is_empty(),
-            "processes of {id} left behind"
-        );
-        assert!(
-            !self.run.join("oci").join(id).exists(),
-            "runtime state of {id} left behind"
-        );
-        assert!(
-            !self.run.join("netns").join(id).exists(),
-            "network namespace of {id} left behind"
-        );
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        stop_world(&|args| self.corral(args), &|| self.daemon_pid());
-    }
-}
-
-/// Import the `busybox` image into the image store under `root` with the project's script
-/// (Debian's busybox-static, no network).
-fn import_busybox(root: &Path) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
-    let out = Command::new(&script)
-        .env("CORRAL", env!("CARGO_BIN_EXE_corral"))
-        .env("CORRAL_ROOT", root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn processes_mentioning(id: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            if String::from_utf8_lossy(&cmd).contains(id) {
-                let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .map(|s| s.contains(") Z "))
-                    .unwrap_or(true);
-                if !zombie {
-                    out.push(pid);
-                }
-            }
-        }
-    }
-    out
-}
+use daemon_world::{require_host, skip, World};
 
 #[test]
 fn host_run_wait_logs_ps_rm() {
@@ -682,4 +488,93 @@ fn host_logs_rotate_by_size_and_read_across_the_rotation() {
     assert!(nums[0] > 0, "nothing was rotated away");
     assert!(nums.windows(2).all(|p| p[1] == p[0] + 1), "{logs}");
     w.ok(&["rm", "chatty"]);
+}
+
+/// The effective capability mask of the first process of `corral run --rm ARGS… busybox`,
+/// with the result of a `chown` it tries (CapEff from /proc/self/status).
+fn cap_eff_and_chown(w: &World, args: &[&str]) -> (u64, bool) {
+    let mut argv = vec!["run", "--rm"];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&[
+        "busybox",
+        "sh",
+        "-c",
+        "grep CapEff /proc/self/status; touch /tmp/f; chown 1000:1000 /tmp/f && stat -c owner=%u /tmp/f",
+    ]);
+    let out = w.corral(&argv);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mask = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "corral {argv:?}: no CapEff in {text:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    (mask, text.contains("owner=1000"))
+}
+
+#[test]
+fn host_run_gives_dockers_default_capabilities_and_cap_add_drop_apply_on_top() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new();
+    // Docker's 14: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP,
+    // NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
+    const DOCKER: u64 = 0xa804_25fb;
+    const CHOWN: u64 = 1 << 0;
+    const KILL: u64 = 1 << 5;
+    const NET_ADMIN: u64 = 1 << 12;
+    const SYS_ADMIN: u64 = 1 << 21;
+    assert_eq!(cap_eff_and_chown(&w, &[]), (DOCKER, true));
+    assert_eq!(
+        cap_eff_and_chown(&w, &["--cap-drop", "CHOWN"]),
+        (DOCKER & !CHOWN, false)
+    );
+    assert_eq!(
+        cap_eff_and_chown(&w, &["--cap-drop", "kill", "--cap-add", "CAP_NET_ADMIN"]),
+        ((DOCKER & !KILL) | NET_ADMIN, true)
+    );
+    assert_eq!(
+        cap_eff_and_chown(&w, &["--cap-drop", "ALL", "--cap-add", "chown"]),
+        (CHOWN, true)
+    );
+    // ALL: every capability the daemon has to hand on (the host may have taken some away).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let all = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
+        .unwrap();
+    assert_eq!(
+        cap_eff_and_chown(&w, &["--cap-add", "ALL", "--cap-drop", "SYS_ADMIN"]),
+        (all & !SYS_ADMIN, true)
+    );
+    // A user other than root starts without capabilities; the bounding set is still Docker's.
+    let out = w.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "1000",
+        "busybox",
+        "grep",
+        "-E",
+        "Cap(Eff|Bnd)",
+        "/proc/self/status",
+    ]);
+    assert!(
+        out.contains("CapEff:\t0000000000000000") && out.contains("CapBnd:\t00000000a80425fb"),
+        "{out}"
+    );
+    let bad = w.corral(&["run", "--rm", "--cap-add", "NOPE", "busybox", "true"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("cap_add[0]"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 }

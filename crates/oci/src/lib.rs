@@ -3,6 +3,7 @@
 //! console handling, and a runc-style state directory. It knows nothing of images or the daemon.
 
 pub mod bundle;
+pub mod capabilities;
 pub mod cgroups;
 pub mod console;
 pub mod container;

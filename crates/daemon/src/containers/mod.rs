@@ -3,6 +3,7 @@
 //! whatever a crash interrupted.
 
 pub mod attach;
+mod caps;
 pub mod cgroup;
 pub mod exec_tty;
 mod netsetup;

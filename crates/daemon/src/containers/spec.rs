@@ -1,13 +1,11 @@
 //! A container request: validation with field paths, and the OCI `config.json` made from it
-//! (oci-spec's defaults: the usual namespaces, mounts, masked paths and capabilities).
+//! (oci-spec's defaults for namespaces, mounts and masked paths; Docker's capabilities).
 
-use std::collections::HashSet;
 use std::path::Path;
-use std::str::FromStr;
 
 use corral_api::ContainerSpec;
 use oci_spec::runtime::{
-    Capability, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
     LinuxResourcesBuilder, MountBuilder, Spec,
 };
 
@@ -99,13 +97,6 @@ fn parse_volume(s: &str, field: &str) -> ApiResult<Volume> {
         target: target.into(),
         read_only,
     })
-}
-
-fn parse_cap(s: &str, field: &str) -> ApiResult<Capability> {
-    let up = s.to_ascii_uppercase();
-    let name = up.strip_prefix("CAP_").unwrap_or(&up);
-    Capability::from_str(name)
-        .map_err(|_| ApiError::invalid(field, format!("unknown capability {s:?}")))
 }
 
 fn valid_user_part(s: &str) -> bool {
@@ -244,14 +235,7 @@ pub fn validate(spec: &ContainerSpec) -> ApiResult<()> {
             ));
         }
     }
-    for (i, c) in spec.cap_add.iter().enumerate() {
-        parse_cap(c, &format!("cap_add[{i}]"))?;
-    }
-    for (i, c) in spec.cap_drop.iter().enumerate() {
-        if !c.eq_ignore_ascii_case("all") {
-            parse_cap(c, &format!("cap_drop[{i}]"))?;
-        }
-    }
+    super::caps::validate(spec)?;
     if let Some(r) = &spec.restart {
         if Restart::parse(r).is_none() {
             return Err(ApiError::invalid(
@@ -386,25 +370,7 @@ pub fn to_oci(spec: &ContainerSpec, id: &str, inputs: &OciInputs) -> ApiResult<S
         process.user_mut().set_uid(uid);
         process.user_mut().set_gid(gid);
     }
-    if let Some(caps) = process.capabilities().clone() {
-        let mut set: HashSet<Capability> = caps.bounding().clone().unwrap_or_default();
-        if spec.cap_drop.iter().any(|c| c.eq_ignore_ascii_case("all")) {
-            set.clear();
-        }
-        for (i, c) in spec.cap_drop.iter().enumerate() {
-            if !c.eq_ignore_ascii_case("all") {
-                set.remove(&parse_cap(c, &format!("cap_drop[{i}]"))?);
-            }
-        }
-        for (i, c) in spec.cap_add.iter().enumerate() {
-            set.insert(parse_cap(c, &format!("cap_add[{i}]"))?);
-        }
-        let mut caps = caps;
-        caps.set_bounding(Some(set.clone()));
-        caps.set_effective(Some(set.clone()));
-        caps.set_permitted(Some(set));
-        process.set_capabilities(Some(caps));
-    }
+    process.set_capabilities(Some(super::caps::process_capabilities(spec)?));
 
     let mut mounts = oci.mounts().clone().unwrap_or_default();
     for (i, v) in spec.volumes.iter().enumerate() {

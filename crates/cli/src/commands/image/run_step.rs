@@ -22,8 +22,7 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxCapabilitiesBuilder, LinuxNamespaceType, RootBuilder, Spec,
-    UserBuilder,
+    Capabilities, LinuxCapabilitiesBuilder, LinuxNamespaceType, RootBuilder, Spec, UserBuilder,
 };
 
 /// The network a RUN step sees (`corral build --network`).
@@ -55,24 +54,6 @@ pub struct OciExecutor {
     bundles: PathBuf,
     network: BuildNetwork,
 }
-
-/// Docker's default capabilities (what `docker build` gives a RUN step).
-const DEFAULT_CAPS: [Capability; 14] = [
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fsetid,
-    Capability::Fowner,
-    Capability::Mknod,
-    Capability::NetRaw,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::SysChroot,
-    Capability::Kill,
-    Capability::AuditWrite,
-];
 
 /// Numbers the containers of one build process.
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -234,7 +215,7 @@ impl OciExecutor {
         if !env.iter().any(|v| v.starts_with("HOME=")) {
             env.push(format!("HOME={}", user.home));
         }
-        let caps: Capabilities = DEFAULT_CAPS.into_iter().collect();
+        let caps = corral_oci::capabilities::docker_default();
         // A non-root user starts without capabilities, as in Docker; the bounding set still
         // lets setuid binaries (su, sudo) gain them.
         let live = if user.uid == 0 {
@@ -427,6 +408,7 @@ impl RunStep for OciExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oci_spec::runtime::Capability;
 
     fn req<'a>(argv: &'a [String], env: &'a [String]) -> RunRequest<'a> {
         RunRequest {
@@ -459,7 +441,10 @@ mod tests {
         let env = p.env().as_ref().unwrap();
         assert!(env.contains(&"A=1".to_string()) && env.contains(&"HOME=/root".to_string()));
         let caps = p.capabilities().as_ref().unwrap();
-        assert_eq!(caps.effective().as_ref().unwrap().len(), DEFAULT_CAPS.len());
+        assert_eq!(
+            caps.effective().as_ref().unwrap().len(),
+            corral_oci::capabilities::DOCKER_DEFAULT.len()
+        );
         assert!(!caps
             .bounding()
             .as_ref()
@@ -511,7 +496,10 @@ mod tests {
         assert_eq!(p.user().additional_gids().as_ref().unwrap(), &vec![27]);
         let caps = p.capabilities().as_ref().unwrap();
         assert!(caps.effective().as_ref().unwrap().is_empty());
-        assert_eq!(caps.bounding().as_ref().unwrap().len(), DEFAULT_CAPS.len());
+        assert_eq!(
+            caps.bounding().as_ref().unwrap().len(),
+            corral_oci::capabilities::DOCKER_DEFAULT.len()
+        );
     }
 
     #[test]
