@@ -82,7 +82,7 @@ TOML
 cpu_ns() { # CPU time of every thread of process $1, from schedstat
   cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END {print s+0}'
 }
-ready_wall=(); ready_cpu=(); rss=()
+ready_wall=(); ready_cpu=(); rss=(); anon=()
 for i in $(seq 5); do
   t0=${EPOCHREALTIME/./}
   exec {out}< <(exec "$CORRAL" vmm --config "$WORK/vm.toml" --control-socket "$WORK/ctl.sock" </dev/null 2>/dev/null)
@@ -93,21 +93,27 @@ for i in $(seq 5); do
   ready_cpu+=("$(cpu_ns "$VMM_PID")")
   ready_wall+=($((t1 - t0)))
   rss+=("$(awk '/VmRSS/ {print $2}' /proc/"$VMM_PID"/status)")
+  anon+=("$(awk '/RssAnon/ {print $2}' /proc/"$VMM_PID"/status)")
   kill -TERM "$VMM_PID"; wait "$VMM_PID" || true; VMM_PID=
   exec {out}<&-
 done
-qrss=()
+qrss=(); qanon=()
 for i in 1 2 3; do
   exec {out}< <(exec "$QEMU" -enable-kvm -M microvm -cpu host,-arch-capabilities -m 128M -nodefaults \
     -no-user-config -nographic -serial stdio -kernel "$WORK/idle.elf" </dev/null 2>/dev/null)
   VMM_PID=$!
   IFS= read -r -u "$out" line
   qrss+=("$(awk '/VmRSS/ {print $2}' /proc/"$VMM_PID"/status)")
+  qanon+=("$(awk '/RssAnon/ {print $2}' /proc/"$VMM_PID"/status)")
   kill "$VMM_PID"; wait "$VMM_PID" 2>/dev/null || true; VMM_PID=
   exec {out}<&-
 done
 printf '128 MiB guest, median of 5 (QEMU: 3):\n'
 printf '  corral vmm RSS              : %8.2f MiB\n' "$(echo "$(printf '%s\n' "${rss[@]}" | median) / 1024" | bc -l)"
 printf '  qemu microvm RSS            : %8.2f MiB\n' "$(echo "$(printf '%s\n' "${qrss[@]}" | median) / 1024" | bc -l)"
+# VmRSS counts the shared binary's page-cache pages the kernel maps around each fault; the
+# private (anonymous) part is what each further VM costs.
+printf '  corral vmm private (anon)   : %8.2f MiB\n' "$(echo "$(printf '%s\n' "${anon[@]}" | median) / 1024" | bc -l)"
+printf '  qemu microvm private (anon) : %8.2f MiB\n' "$(echo "$(printf '%s\n' "${qanon[@]}" | median) / 1024" | bc -l)"
 printf '  control socket ready (wall) : %8.2f ms\n' "$(echo "$(printf '%s\n' "${ready_wall[@]}" | median) / 1000" | bc -l)"
 printf '  control socket ready (CPU)  : %8.2f ms\n' "$(echo "$(printf '%s\n' "${ready_cpu[@]}" | median) / 1000000" | bc -l)"
