@@ -71,6 +71,21 @@ impl World {
     }
 
     /// A context directory holding `containerfile`.
+    /// The paths in `image`'s flattened root filesystem, without `./` and trailing slashes.
+    fn exported_paths(&self, image: &str) -> Vec<String> {
+        let tar = self
+            .dir
+            .path()
+            .join(format!("{}.tar", image.replace(':', "_")));
+        self.ok(&["image", "export", "-o", tar.to_str().unwrap(), image]);
+        let out = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
     fn context(&self, name: &str, containerfile: &str) -> PathBuf {
         let ctx = self.dir.path().join(name);
         std::fs::create_dir_all(&ctx).unwrap();
@@ -210,10 +225,12 @@ fn host_build_run_steps_run_isolated_in_corral_containers() {
     assert!(!again.lines().any(|l| l.starts_with("facts ")), "{again}");
     assert_eq!(again.matches("Using cache").count(), 6, "{again}");
 
-    // --network host shares the host's interfaces.
+    // --network host shares the host's interfaces and name service files (read-only).
     let ctx = w.context(
         "hostnet",
-        "FROM busybox\nRUN echo \"ifaces=$(ls /sys/class/net | sort | tr '\\n' ,)\"\n",
+        "FROM busybox\nRUN echo \"ifaces=$(ls /sys/class/net | sort | tr '\\n' ,)\" \
+         \"resolv=$(md5sum < /etc/resolv.conf | cut -c1-32)\" \
+         \"rw=$(echo x 2>/dev/null >> /etc/resolv.conf && echo yes || echo no)\"\n",
     );
     let out = w.ok(&[
         "build",
@@ -235,6 +252,36 @@ fn host_build_run_steps_run_isolated_in_corral_containers() {
         seen.split(',').filter(|s| !s.is_empty()).count() > 1,
         "{seen} vs host {host:?}"
     );
+    let md5 = Command::new("sh")
+        .args(["-c", "md5sum < /etc/resolv.conf | cut -c1-32"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        field(&out, "resolv"),
+        String::from_utf8_lossy(&md5.stdout).trim()
+    );
+    assert_eq!(
+        field(&out, "rw"),
+        "no",
+        "the host's resolv.conf is read-only"
+    );
+    let listing = w.exported_paths("hostnet:1");
+    assert!(
+        !listing.contains(&"etc/resolv.conf".to_string()),
+        "the bind mount point is not part of the layer: {listing:?}"
+    );
+    // A root without /proc, /sys and /dev: the runtime's mount points stay out of the layer.
+    let ctx = w.context(
+        "bare",
+        "FROM busybox AS tools\n\
+         FROM scratch\n\
+         COPY --from=tools /bin/busybox /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"touch\", \"/made\"]\n",
+    );
+    w.ok(&["build", "-t", "bare:1", ctx.to_str().unwrap()]);
+    let mut listing = w.exported_paths("bare:1");
+    listing.sort();
+    assert_eq!(listing, ["bin", "bin/busybox", "made"], "{listing:?}");
     let e = w.corral(&[
         "build",
         "--network",

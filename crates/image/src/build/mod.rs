@@ -6,6 +6,7 @@ pub mod cache;
 pub mod context;
 mod copy;
 pub mod diff;
+mod mount_points;
 pub mod parser;
 mod run;
 mod steps;

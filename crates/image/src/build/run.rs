@@ -104,6 +104,7 @@ impl Builder<'_> {
         crate::extract::ensure_dir_in_root(&root, &comps)
             .map_err(|e| BuildError::Context(format!("WORKDIR {cwd}: {e}")))?;
         drop(root);
+        let absent = super::mount_points::AbsentMountPoints::before_step(&spec.target);
         let _ = out.flush();
         executor
             .run(
@@ -125,6 +126,9 @@ impl Builder<'_> {
             }
         })?;
         rd.mounted = false;
+        absent
+            .remove_from_upper(&spec.upperdir)
+            .map_err(|e| BuildError::Context(format!("tidying the RUN mount points: {e}")))?;
         let mut lw = LayerWriter::new(self.store)?;
         super::diff::diff_upper(&spec.upperdir, &mut lw)
             .map_err(|e| BuildError::Context(format!("diffing the RUN result: {e}")))?;

@@ -1,7 +1,8 @@
 //! The `RunStep` executor of `corral build`: each RUN step is a container of corral's own
 //! runtime (the `corral-oci` library, called in this process: create, bring up loopback,
 //! start, wait, delete). The container gets fresh pid, mount, ipc, uts and cgroup namespaces,
-//! a private network namespace with loopback up (the host's with `--network host`), oci-spec's
+//! a private network namespace with loopback up (the host's with `--network host`, plus the
+//! host's resolv.conf and hosts read-only), oci-spec's
 //! default mounts and masked paths, and Docker's default capability set, so package managers
 //! can chown and switch users. Its stdout and stderr are streamed into the build output.
 //!
@@ -22,7 +23,8 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::{
-    Capabilities, LinuxCapabilitiesBuilder, LinuxNamespaceType, RootBuilder, Spec, UserBuilder,
+    Capabilities, LinuxCapabilitiesBuilder, LinuxNamespaceType, Mount, MountBuilder, RootBuilder,
+    Spec, UserBuilder,
 };
 
 /// The network a RUN step sees (`corral build --network`).
@@ -263,9 +265,29 @@ impl OciExecutor {
             {
                 ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
             }
+            let mut mounts = spec.mounts().clone().unwrap_or_default();
+            mounts.extend(host_name_service_mounts().map_err(e)?);
+            spec.set_mounts(Some(mounts));
         }
         Ok(spec)
     }
+}
+
+/// The host's `/etc/resolv.conf` and `/etc/hosts`, read-only, for a step on the host's
+/// network (as `docker build --network host` gives them), so names resolve as on the host.
+fn host_name_service_mounts() -> Result<Vec<Mount>, oci_spec::OciSpecError> {
+    ["/etc/resolv.conf", "/etc/hosts"]
+        .into_iter()
+        .filter(|f| Path::new(f).exists())
+        .map(|f| {
+            MountBuilder::default()
+                .destination(f)
+                .typ("bind")
+                .source(f)
+                .options(vec!["rbind".into(), "ro".into()])
+                .build()
+        })
+        .collect()
 }
 
 /// Fails unless this process has a single thread: `Container::create` forks, and a fork of a
@@ -479,6 +501,14 @@ mod tests {
             .as_ref()
             .unwrap();
         assert!(ns.iter().all(|n| n.typ() != LinuxNamespaceType::Network));
+        let resolv = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/etc/resolv.conf"))
+            .expect("the host's resolv.conf is bound");
+        assert!(resolv.options().as_ref().unwrap().contains(&"ro".into()));
     }
 
     #[test]
