@@ -1,9 +1,15 @@
-//! Terminals over the API: attaching to a container started with `tty`, exec sessions on a
-//! terminal, and window sizes.
+//! Terminals and stdio over the API: attaching to a container (with or without a terminal),
+//! exec sessions on a terminal, and window sizes.
 //!
 //! An attach is an HTTP/1.1 upgrade (`Connection: Upgrade`, `Upgrade: tcp`), as Docker's
-//! hijacked attach: after `101 Switching Protocols` the connection carries the terminal's raw
-//! bytes, input from the client and output to it, until the process's terminal closes.
+//! hijacked attach. After `101 Switching Protocols` the connection carries:
+//! - for a container with a terminal (`tty`): the terminal's raw bytes, input from the client
+//!   and output to it, until the process's terminal closes;
+//! - for a container without one: from the daemon, its stdout and stderr multiplexed in
+//!   Docker's frames (see [`frame`]); from the client, raw bytes for the container's stdin
+//!   (kept only when it was created `interactive`). The client ending its input (a write
+//!   shutdown) closes the container's stdin when the attach asked `stdin_once`, as `run -i`.
+//!
 //! Window sizes travel on separate requests (`…/resize`).
 
 use hyper::body::Bytes;
@@ -39,6 +45,28 @@ pub struct ExecSession {
 
 /// The raw byte stream of an attached terminal.
 pub type TtyStream = TokioIo<hyper::upgrade::Upgraded>;
+
+/// The stream number of stdout in a multiplexed attach.
+pub const STDOUT: u8 = 1;
+/// The stream number of stderr in a multiplexed attach.
+pub const STDERR: u8 = 2;
+/// The size of a frame header.
+pub const FRAME_HEADER: usize = 8;
+
+/// One frame of a multiplexed attach (Docker's format): the stream number, three zero bytes,
+/// the payload's length as a big-endian u32, then the payload.
+pub fn frame(stream: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER + payload.len());
+    out.extend_from_slice(&[stream, 0, 0, 0]);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The stream number and payload length a frame header announces.
+pub fn frame_header(h: &[u8; FRAME_HEADER]) -> (u8, usize) {
+    (h[0], u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize)
+}
 
 /// The `rows`/`cols` query of an attach.
 fn size_query(size: Option<TtySize>) -> String {
@@ -82,6 +110,22 @@ impl Client {
             "/v1/containers/{}/attach?start={start}&{}",
             enc(id),
             size_query(size)
+        ))
+        .await
+    }
+
+    /// `POST /v1/containers/{id}/attach` of a container without a terminal: its output in
+    /// frames, input to its stdin (started first when `start`; `stdin_once`: the end of this
+    /// client's input closes the container's stdin).
+    pub async fn attach_stdio(
+        &self,
+        id: &str,
+        start: bool,
+        stdin_once: bool,
+    ) -> Result<TtyStream, ClientError> {
+        self.upgrade(&format!(
+            "/v1/containers/{}/attach?start={start}&stdin_once={stdin_once}",
+            enc(id)
         ))
         .await
     }
@@ -151,4 +195,18 @@ pub(crate) fn refused(status: u16, text: &[u8]) -> ClientError {
         details: serde_json::Value::Null,
     });
     ClientError::Api { status, body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_stream_and_length() {
+        let f = frame(STDERR, b"oops\n");
+        assert_eq!(&f[..FRAME_HEADER], &[2, 0, 0, 0, 0, 0, 0, 5]);
+        let h: [u8; FRAME_HEADER] = f[..FRAME_HEADER].try_into().unwrap();
+        assert_eq!(frame_header(&h), (STDERR, 5));
+        assert_eq!(&f[FRAME_HEADER..], b"oops\n");
+    }
 }

@@ -188,7 +188,8 @@ pub struct ContainerSpec {
     /// Give the process a terminal (`-t`): its output goes to the log as `stdout` and clients
     /// attach to it with `POST /v1/containers/{id}/attach`.
     pub tty: bool,
-    /// Keep the process's input open for attached clients (`-i`); needs `tty`.
+    /// Keep the process's input open for attached clients (`-i`): on its terminal with `tty`,
+    /// else on a pipe the shim holds (see [`crate::tty`]).
     pub interactive: bool,
 }
 

@@ -66,13 +66,15 @@ pub enum Command {
     Vm(VmCommand),
 
     /// Create and start a container from an image.
-    Run(container::RunArgs),
+    Run(Box<container::RunArgs>),
     /// List containers.
     Ps(container::PsArgs),
     /// Show a container's output.
     Logs(container::LogsArgs),
     /// Run a command in a running container.
     Exec(container::ExecArgs),
+    /// Attach this terminal to a running container's input and output.
+    Attach(container::AttachArgs),
     /// Start created or stopped containers (in the background).
     Start(container::StartArgs),
     /// Stop containers: SIGTERM, then SIGKILL after a grace period.

@@ -1,6 +1,7 @@
 //! Interactive terminals end to end, driven through a pty as a person would drive them:
-//! `run -it` and `exec -it` (input, output, the exit status, window size changes), and the
-//! refusals around them. Needs root (containers): names start with `host_`.
+//! `run -it` and `exec -it` (input, output, the exit status, window size changes), `run -i`
+//! without a terminal, `attach` and its detach keys, and the refusals around them. Needs root
+//! (containers): names start with `host_`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -209,6 +210,195 @@ fn host_exec_it_gives_a_terminal_with_resize_and_the_exit_status() {
     let st = p.wait(T);
     assert_ne!(st.code(), Some(0), "{}", p.output());
     w.ok(&["rm", "-f", "box"]);
+}
+
+/// Run `cmd` with `input` on its stdin (then closed), stdout and stderr captured; fails the
+/// test instead of hanging when it has not ended after `T`.
+fn run_with_input(mut cmd: Command, input: &'static [u8]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(input);
+    });
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(T) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("{cmd:?} did not end within {T:?}");
+        }
+    }
+}
+
+#[test]
+fn host_run_i_without_t_joins_stdin_and_keeps_stdout_and_stderr_apart() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new();
+    // Docker's `echo hi | docker run -i busybox cat`.
+    let out = run_with_input(w.cmd(&["run", "-i", "--rm", "busybox", "cat"]), b"hi\n");
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(0), "hi\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each stream to its own, the end of input reaches the container, its status is ours.
+    let script = "while read l; do echo out-$l; echo err-$l >&2; done; exit 3";
+    let out = run_with_input(
+        w.cmd(&["run", "-i", "--name", "rw", "busybox", "sh", "-c", script]),
+        b"a\nb\n",
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out-a\nout-b\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err-a\nerr-b\n");
+    // The log has the output too.
+    let logs = w.corral(&["logs", "rw"]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "out-a\nout-b\n");
+    w.ok(&["rm", "rw"]);
+    // Typed at a terminal: a line goes through when typed, Ctrl-D ends the input.
+    let mut p = PtyChild::spawn(w.cmd(&["run", "-i", "--rm", "busybox", "cat"]), 24, 80);
+    p.send(b"typed-line\r");
+    p.expect("typed-line", T); // the local echo
+    p.expect("typed-line", T); // cat's answer
+    p.send(&[0x04]);
+    assert_eq!(p.wait(T).code(), Some(0), "{}", p.output());
+}
+
+#[test]
+fn host_attach_joins_a_running_container_and_the_detach_keys_leave_it_running() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new();
+    // run -it, then Ctrl-P Ctrl-Q: run returns 0 and the container runs on.
+    let mut p = PtyChild::spawn(
+        w.cmd(&["run", "-it", "--name", "sh1", "busybox", "sh"]),
+        24,
+        80,
+    );
+    p.expect("# ", T);
+    p.send(b"echo one-$((1+1))\r");
+    p.expect("one-2", T);
+    p.send(&[0x10, 0x11]);
+    assert_eq!(p.wait(T).code(), Some(0), "{}", p.output());
+    let state = |w: &World| {
+        let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "sh1"])).unwrap();
+        v[0]["state"].as_str().unwrap().to_string()
+    };
+    assert_eq!(state(&w), "running");
+    // attach: the same shell; the detach keys leave it with Docker's words and status.
+    let mut p = PtyChild::spawn(w.cmd(&["attach", "sh1"]), 30, 90);
+    p.send(b"echo two-$((2+2)); stty size\r");
+    p.expect("two-4", T);
+    p.expect("30 90", T);
+    p.send(&[0x10, 0x11]);
+    assert_eq!(p.wait(T).code(), Some(1), "{}", p.output());
+    assert!(
+        p.output().contains("read escape sequence"),
+        "{}",
+        p.output()
+    );
+    assert_eq!(state(&w), "running");
+    // Other keys with --detach-keys; Ctrl-P alone is no longer special.
+    let mut p = PtyChild::spawn(
+        w.cmd(&["attach", "--detach-keys", "ctrl-x,x", "sh1"]),
+        24,
+        80,
+    );
+    p.send(b"echo three-$((1+2))\r");
+    p.expect("three-3", T);
+    p.send(&[0x18, b'x']);
+    assert_eq!(p.wait(T).code(), Some(1), "{}", p.output());
+    // An attach that sees the end gets the container's status.
+    let mut p = PtyChild::spawn(w.cmd(&["attach", "sh1"]), 24, 80);
+    p.send(b"echo four; exit 4\r");
+    p.expect("four", T);
+    assert_eq!(p.wait(T).code(), Some(4), "{}", p.output());
+    assert_eq!(state(&w), "exited");
+    let out = w.corral(&["attach", "sh1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("start it first"));
+    w.ok(&["rm", "sh1"]);
+    // Without a terminal: its output from now on, our input to its stdin, which stays open
+    // for the next attach when ours ends (it was not started by this attach).
+    w.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "reader",
+        "busybox",
+        "sh",
+        "-c",
+        "while read l; do echo got-$l; done; echo stdin-closed",
+    ]);
+    let attach = |input: &[u8], want: &str| {
+        use std::io::{BufRead, Write};
+        let mut c = w.cmd(&["attach", "reader"]);
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let mut c = c.spawn().unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        stdin.write_all(input).unwrap();
+        drop(stdin);
+        let mut out = std::io::BufReader::new(c.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = out.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep reading: the other attach's lines come here too.
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
+        });
+        let line = rx.recv_timeout(T).unwrap_or_default();
+        if line != want {
+            let _ = c.kill();
+            panic!("attach printed {line:?}, not {want:?}");
+        }
+        c
+    };
+    let mut first = attach(b"x\n", "got-x\n");
+    let mut second = attach(b"y\n", "got-y\n");
+    w.ok(&["kill", "reader"]);
+    for a in [&mut first, &mut second] {
+        let deadline = std::time::Instant::now() + T;
+        let st = loop {
+            if let Some(st) = a.try_wait().unwrap() {
+                break st;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = a.kill();
+                panic!("attach did not end with the container");
+            }
+            // A child's exit has no descriptor to wait on here; a short poll it is.
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(st.code(), Some(137));
+    }
+    let logs = w.ok(&["logs", "reader"]);
+    assert_eq!(logs, "got-x\ngot-y\n");
+    w.ok(&["rm", "reader"]);
 }
 
 /// The guest kernel: CORRAL_GUEST_KERNEL (scripts/test.sh sets it), else the shared one.

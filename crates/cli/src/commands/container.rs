@@ -1,9 +1,11 @@
-//! The container verbs, Docker's way: `run`, `ps`, `logs`, `exec`, `stop`, `kill`, `rm`,
-//! `inspect`, `wait`, `top`, `stats`. They talk only to the daemon's API.
+//! The container verbs, Docker's way: `run`, `ps`, `logs`, `exec`, `attach`, `stop`, `kill`,
+//! `rm`, `inspect`, `wait`, `top`, `stats`. They talk only to the daemon's API.
 
 use std::path::PathBuf;
 
 use clap::Args;
+
+use crate::commands::terminal;
 
 /// `corral run`.
 #[derive(Debug, Args)]
@@ -78,6 +80,9 @@ pub struct RunArgs {
     /// Allocate a terminal.
     #[arg(short, long)]
     pub tty: bool,
+    /// The keys that detach from the container's terminal, leaving it running.
+    #[arg(long = "detach-keys", value_name = "KEYS", default_value = terminal::DEFAULT_DETACH_KEYS)]
+    pub detach_keys: String,
     /// Image to run.
     pub image: String,
     /// Command and arguments (default: the image's).
@@ -138,6 +143,19 @@ pub struct ExecArgs {
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,
+}
+
+/// `corral attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The keys that detach from the container, leaving it running.
+    #[arg(long = "detach-keys", value_name = "KEYS", default_value = terminal::DEFAULT_DETACH_KEYS)]
+    pub detach_keys: String,
+    /// Do not send this terminal's input to the container.
+    #[arg(long = "no-stdin")]
+    pub no_stdin: bool,
+    /// Container name or ID.
+    pub container: String,
 }
 
 /// `corral start`.
@@ -217,5 +235,6 @@ pub struct StatsArgs {
     pub watch: bool,
 }
 
+mod attach;
 mod interactive;
 mod verbs;

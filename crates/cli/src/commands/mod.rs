@@ -33,6 +33,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ps(args) => args.run(global),
         Command::Logs(args) => args.run(global),
         Command::Exec(args) => args.run(global),
+        Command::Attach(args) => args.run(global),
         Command::Start(args) => args.run(global),
         Command::Stop(args) => args.run(global),
         Command::Kill(args) => args.run(global),

@@ -31,9 +31,15 @@ pub struct ShimArgs {
     /// Report readiness ("ok PID" or "err MESSAGE") on this file descriptor.
     #[arg(long = "ready-fd", value_name = "FD")]
     pub ready_fd: Option<i32>,
-    /// Give the container a terminal and serve it on this socket (attach protocol).
+    /// Serve attaches on this socket: the terminal with --terminal, else the stdio.
     #[arg(long = "attach-socket", value_name = "PATH")]
     pub attach_socket: Option<PathBuf>,
+    /// The container runs on a terminal the shim holds (needs --attach-socket).
+    #[arg(long, requires = "attach_socket")]
+    pub terminal: bool,
+    /// Without a terminal: keep a stdin pipe open that attached clients write to.
+    #[arg(long)]
+    pub stdin: bool,
     /// A client attaches right after the start: wait up to this many ms after the end for it.
     #[arg(long = "first-attach-wait-ms", value_name = "MS")]
     pub first_attach_wait_ms: Option<u64>,
@@ -52,6 +58,8 @@ impl ShimArgs {
             log_max_bytes: self.log_max_bytes,
             ready_fd: self.ready_fd,
             attach_socket: self.attach_socket,
+            terminal: self.terminal,
+            stdin: self.stdin,
             first_attach_wait: self
                 .first_attach_wait_ms
                 .map(std::time::Duration::from_millis),

@@ -60,6 +60,75 @@ pub fn size() -> Option<TtySize> {
     None
 }
 
+/// A detach key sequence (Docker's `--detach-keys`, default Ctrl-P Ctrl-Q) and how much of it
+/// was typed: keys that start the sequence are held back until it completes (detach) or
+/// another key shows it was not meant (the held keys go through).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetachKeys {
+    seq: Vec<u8>,
+    matched: usize,
+}
+
+/// Docker's default detach keys.
+pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
+
+impl DetachKeys {
+    /// The sequence `seq` (not empty).
+    pub fn from_bytes(seq: Vec<u8>) -> DetachKeys {
+        assert!(!seq.is_empty(), "a detach sequence has at least one key");
+        DetachKeys { seq, matched: 0 }
+    }
+
+    /// Parse Docker's notation: keys separated by commas, each a single character or
+    /// `ctrl-X` with X one of a-z, @, [, \, ], ^, _.
+    pub fn parse(spec: &str) -> anyhow::Result<DetachKeys> {
+        let mut seq = Vec::new();
+        for key in spec.split(',') {
+            let lower = key.to_ascii_lowercase();
+            let code = match (key.len(), lower.strip_prefix("ctrl-")) {
+                (1, _) => key.as_bytes()[0],
+                (_, Some(c)) if c.len() == 1 => match c.as_bytes()[0] {
+                    b @ b'a'..=b'z' => b - b'a' + 1,
+                    b'@' => 0,
+                    b'[' => 27,
+                    b'\\' => 28,
+                    b']' => 29,
+                    b'^' => 30,
+                    b'_' => 31,
+                    _ => anyhow::bail!("--detach-keys {spec:?}: unknown key {key:?}"),
+                },
+                _ => anyhow::bail!(
+                    "--detach-keys {spec:?}: {key:?} is not a character or ctrl-<a-z@[\\]^_>"
+                ),
+            };
+            seq.push(code);
+        }
+        Ok(DetachKeys::from_bytes(seq))
+    }
+
+    /// Pass typed `input` through the matcher: the bytes to send on, and whether the sequence
+    /// completed (what follows it is dropped).
+    pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if b != self.seq[self.matched] && self.matched > 0 {
+                out.extend_from_slice(&self.seq[..self.matched]);
+                self.matched = 0;
+            }
+            if b == self.seq[self.matched] {
+                self.matched += 1;
+                if self.matched == self.seq.len() {
+                    self.matched = 0;
+                    return (out, true);
+                }
+            } else {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
+}
+
 /// How a session ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ended {
@@ -70,7 +139,7 @@ pub enum Ended {
 }
 
 /// Read stdin on its own thread (a blocked read must not hold up the exit).
-fn stdin_channel() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+pub fn stdin_channel() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
@@ -90,11 +159,11 @@ fn stdin_channel() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
 }
 
 /// Copy the stream to stdout and (with `input`) stdin to the stream until the stream ends or
-/// the `detach` key is typed; window changes go to `resize`.
+/// the `detach` keys are typed; window changes go to `resize`.
 pub async fn run<S, R, F>(
     stream: S,
     input: bool,
-    detach: Option<u8>,
+    mut detach: Option<DetachKeys>,
     mut resize: R,
 ) -> anyhow::Result<Ended>
 where
@@ -126,11 +195,11 @@ where
                     keys = None;
                     continue;
                 };
-                let (k, detached) = match detach.and_then(|d| k.iter().position(|&b| b == d)) {
-                    Some(at) => (&k[..at], true),
-                    None => (&k[..], false),
+                let (k, detached) = match detach.as_mut() {
+                    Some(d) => d.feed(&k),
+                    None => (k, false),
                 };
-                wr.write_all(k).await.context("writing to the terminal stream")?;
+                wr.write_all(&k).await.context("writing to the terminal stream")?;
                 if detached {
                     return Ok(Ended::Detached);
                 }
@@ -141,5 +210,39 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse_dockers_notation() {
+        assert_eq!(
+            DetachKeys::parse(DEFAULT_DETACH_KEYS).unwrap(),
+            DetachKeys::from_bytes(vec![0x10, 0x11])
+        );
+        assert_eq!(
+            DetachKeys::parse("ctrl-A,x,ctrl-],ctrl-@").unwrap(),
+            DetachKeys::from_bytes(vec![1, b'x', 29, 0])
+        );
+        for bad in ["", "ctrl-", "ctrl-1", "ab", "ctrl-p,"] {
+            assert!(DetachKeys::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn detach_keys_are_held_until_the_sequence_completes_or_breaks() {
+        let mut d = DetachKeys::parse(DEFAULT_DETACH_KEYS).unwrap();
+        assert_eq!(d.feed(b"ls\r"), (b"ls\r".to_vec(), false));
+        // Ctrl-P alone is held, then sent with the key that shows it was not a detach.
+        assert_eq!(d.feed(&[0x10]), (vec![], false));
+        assert_eq!(d.feed(b"a"), (vec![0x10, b'a'], false));
+        // Ctrl-P Ctrl-P Ctrl-Q: the first goes through, the rest detaches.
+        assert_eq!(d.feed(&[0x10, 0x10, 0x11, b'z']), (vec![0x10], true));
+        // Split across reads.
+        assert_eq!(d.feed(b"x\x10"), (b"x".to_vec(), false));
+        assert_eq!(d.feed(b"\x11"), (vec![], true));
     }
 }

@@ -85,7 +85,8 @@ pub fn console(a: VmNameArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
-        let ended = terminal::run(stream, true, Some(DETACH), |_| async {}).await;
+        let detach = terminal::DetachKeys::from_bytes(vec![DETACH]);
+        let ended = terminal::run(stream, true, Some(detach), |_| async {}).await;
         drop(raw);
         ended
     })?;

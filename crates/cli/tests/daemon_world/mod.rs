@@ -168,6 +168,12 @@ impl World {
             !self.run.join("netns").join(id).exists(),
             "network namespace of {id} left behind"
         );
+        let sock = self.run.join("shims").join(format!("{}.sock", &id[..32]));
+        assert!(
+            !sock.exists(),
+            "attach socket {} left behind",
+            sock.display()
+        );
     }
 }
 

@@ -1,6 +1,7 @@
-//! Attaching API clients to the terminal of a container started with `tty`: the daemon
-//! connects to the shim's attach socket (protocol in [`crate::shim::tty`]) and splices it with
-//! the client's upgraded connection.
+//! Attaching API clients to a container: to its terminal when started with `tty`, else to its
+//! output (framed) and stdin. The daemon connects to the shim's attach socket (protocol in
+//! [`crate::shim::tty`] and [`crate::shim::stdio`]) and splices it with the client's upgraded
+//! connection.
 
 use std::sync::Arc;
 
@@ -57,15 +58,34 @@ fn with_terminal(state: &AppState, key: &str) -> ApiResult<corral_store::Instanc
     Ok(rec)
 }
 
-/// Open the terminal of container `key` (starting it first when `start`), sized to `size`
-/// before any input flows.
-pub async fn open(
-    state: &Arc<AppState>,
-    key: &str,
-    start: bool,
-    size: Option<TtySize>,
-) -> ApiResult<UnixStream> {
-    let mut rec = with_terminal(state, key)?;
+/// What an attach asks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttachOptions {
+    /// Start the container first (so no output is missed).
+    pub start: bool,
+    /// The terminal's size, set before any input flows.
+    pub size: Option<TtySize>,
+    /// Without a terminal: the end of the client's input closes the container's stdin.
+    pub stdin_once: bool,
+}
+
+/// An open attach: the shim's connection, and whether it carries a terminal.
+pub struct Attached {
+    /// The shim's attach connection, past the request line.
+    pub stream: UnixStream,
+    /// The container has a terminal (raw bytes) rather than framed stdio.
+    pub tty: bool,
+}
+
+/// Open the terminal or stdio of container `key` (starting it first when asked).
+pub async fn open(state: &Arc<AppState>, key: &str, opts: AttachOptions) -> ApiResult<Attached> {
+    let AttachOptions {
+        start,
+        size,
+        stdin_once,
+    } = opts;
+    let mut rec = state.find(Kind::Container, key)?;
+    let tty = spec_of(&rec).tty;
     if start {
         // The shim keeps the output of a process that ends before we attach.
         let pending = |on: bool| {
@@ -90,14 +110,19 @@ pub async fn open(
             rec.name, rec.state
         )));
     }
-    if let Some(size) = size {
+    if let (Some(size), true) = (size, tty) {
         shim_resize(state, &rec.id, size).await?;
     }
     let mut s = connect(state, &rec.id).await?;
-    s.write_all(format!("{PROTOCOL} attach\n").as_bytes())
+    let flags = if stdin_once && !tty {
+        " close-stdin"
+    } else {
+        ""
+    };
+    s.write_all(format!("{PROTOCOL} attach{flags}\n").as_bytes())
         .await
         .map_err(|e| ApiError::internal("attaching to the shim", e))?;
-    Ok(s)
+    Ok(Attached { stream: s, tty })
 }
 
 /// Resize the terminal of the running container `key`.
@@ -110,6 +135,28 @@ pub async fn resize(state: &Arc<AppState>, key: &str, size: TtySize) -> ApiResul
         )));
     }
     shim_resize(state, &rec.id, size).await
+}
+
+/// Copy between a client and a container's stdio until the container's side ends; the end of
+/// the client's input is passed on (a write shutdown) and its output still flows, so `run -i`
+/// gets everything its input caused.
+pub async fn splice_stdio<C, T>(client: C, shim: T)
+where
+    C: AsyncRead + AsyncWrite,
+    T: AsyncRead + AsyncWrite,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut tr, mut tw) = tokio::io::split(shim);
+    let input = async {
+        let _ = tokio::io::copy(&mut cr, &mut tw).await;
+        let _ = tw.shutdown().await;
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = input => {}
+        _ = tokio::io::copy(&mut tr, &mut cw) => {}
+    }
+    let _ = cw.shutdown().await;
 }
 
 /// Copy between a client and a terminal until either side ends: the client leaving detaches;

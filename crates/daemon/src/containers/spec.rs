@@ -186,12 +186,6 @@ pub fn validate(spec: &ContainerSpec) -> ApiResult<()> {
     if spec.image.is_empty() {
         return Err(ApiError::invalid("image", "an image is required"));
     }
-    if spec.interactive && !spec.tty {
-        return Err(ApiError::invalid(
-            "interactive",
-            "input is kept open only on a terminal: set tty (-t) too",
-        ));
-    }
     for (i, e) in spec.env.iter().enumerate() {
         if !e.contains('=') || e.starts_with('=') {
             return Err(ApiError::invalid(

@@ -142,6 +142,11 @@ pub async fn teardown(state: &Arc<AppState>, rec: &InstanceRecord) {
         }
     }
     runtime::delete_force(&state.config, &rec.id).await;
+    // A shim that was killed left its attach socket behind.
+    let sock = state.config.shim_socket(&rec.id);
+    for path in [sock.with_extension("console"), sock] {
+        let _ = std::fs::remove_file(path);
+    }
     if let Err(e) = state.net.detach(&rec.id).await {
         tracing::warn!(id = %rec.id, error = %e, "teardown: network (the next start-up retries)");
     }

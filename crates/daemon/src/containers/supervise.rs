@@ -30,8 +30,8 @@ pub async fn start_locked(state: &Arc<AppState>, rec: &mut InstanceRecord) -> Ap
     }
     state.exit_channel(&rec.id).send_replace(None);
     crash::point("start:before-shim");
-    let tty = spec_of(rec).tty;
-    let started = spawn_shim(state, &rec.id, tty).await;
+    let spec = spec_of(rec);
+    let started = spawn_shim(state, &rec.id, spec.tty, spec.interactive).await;
     let (shim_pid, _init) = match started {
         Ok(p) => p,
         Err(e) => {
@@ -52,7 +52,12 @@ pub async fn start_locked(state: &Arc<AppState>, rec: &mut InstanceRecord) -> Ap
     Ok(())
 }
 
-async fn spawn_shim(state: &Arc<AppState>, id: &str, tty: bool) -> ApiResult<(i32, i32)> {
+async fn spawn_shim(
+    state: &Arc<AppState>,
+    id: &str,
+    tty: bool,
+    stdin: bool,
+) -> ApiResult<(i32, i32)> {
     let cfg = &state.config;
     let dir = cfg.container_dir(id);
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -73,13 +78,19 @@ async fn spawn_shim(state: &Arc<AppState>, id: &str, tty: bool) -> ApiResult<(i3
         .arg(cfg.log_max_bytes.to_string())
         .arg("--ready-fd")
         .arg("3");
+    // Every container can be attached to: its terminal, else its output (and input).
+    let sock = cfg.shim_socket(id);
+    if let Some(d) = sock.parent() {
+        std::fs::create_dir_all(d)
+            .map_err(|e| ApiError::internal(format!("creating {}", d.display()), e))?;
+    }
+    cmd.arg("--attach-socket").arg(sock);
     if tty {
-        let sock = cfg.shim_socket(id);
-        if let Some(d) = sock.parent() {
-            std::fs::create_dir_all(d)
-                .map_err(|e| ApiError::internal(format!("creating {}", d.display()), e))?;
-        }
-        cmd.arg("--attach-socket").arg(sock);
+        cmd.arg("--terminal");
+    } else if stdin {
+        cmd.arg("--stdin");
+    }
+    {
         let pending = state
             .attach_pending
             .lock()

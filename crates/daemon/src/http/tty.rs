@@ -1,6 +1,7 @@
-//! Terminal handlers: attach to a container's terminal, exec sessions on a terminal, resizes.
-//! Attaches are HTTP/1.1 upgrades (`Connection: Upgrade`, `Upgrade: tcp`) answered with
-//! `101 Switching Protocols`; the connection then carries the terminal's raw bytes.
+//! Terminal handlers: attach to a container's terminal or stdio, exec sessions on a terminal,
+//! resizes. Attaches are HTTP/1.1 upgrades (`Connection: Upgrade`, `Upgrade: tcp`) answered
+//! with `101 Switching Protocols`; the connection then carries the terminal's raw bytes, or
+//! (no terminal) framed output and raw input (see `corral_api::tty`).
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -25,6 +26,8 @@ pub struct AttachQuery {
     rows: Option<u16>,
     /// Terminal columns.
     cols: Option<u16>,
+    /// Without a terminal: the end of the client's input closes the container's stdin.
+    stdin_once: Option<bool>,
 }
 
 impl AttachQuery {
@@ -60,10 +63,11 @@ fn switching() -> Response {
         .expect("response parts are valid")
 }
 
-/// Attach to a container's terminal (an upgrade to its raw bytes).
+/// Attach to a container: its terminal's raw bytes, or without a terminal its output in
+/// frames and input to its stdin (an upgrade).
 #[utoipa::path(post, path = "/v1/containers/{id}/attach",
     params(("id" = String, Path, description = "name or id"), AttachQuery),
-    responses((status = 101, description = "the terminal's raw bytes follow"),
+    responses((status = 101, description = "the terminal's raw bytes, or framed stdio, follow"),
         (status = 409, body = corral_api::ErrorBody)))]
 pub async fn attach(
     State(state): S,
@@ -72,15 +76,24 @@ pub async fn attach(
     mut req: Request,
 ) -> ApiResult<Response> {
     let on_upgrade = upgrade_of(&mut req)?;
-    let shim = attach::open(&state, &id, q.start.unwrap_or(false), q.size()).await?;
+    let opts = attach::AttachOptions {
+        start: q.start.unwrap_or(false),
+        size: q.size(),
+        stdin_once: q.stdin_once.unwrap_or(false),
+    };
+    let shim = attach::open(&state, &id, opts).await?;
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(up) => {
-                attach::splice(TokioIo::new(up), shim, std::future::pending(), async {
-                    Vec::new()
-                })
+            Ok(up) if shim.tty => {
+                attach::splice(
+                    TokioIo::new(up),
+                    shim.stream,
+                    std::future::pending(),
+                    async { Vec::new() },
+                )
                 .await
             }
+            Ok(up) => attach::splice_stdio(TokioIo::new(up), shim.stream).await,
             Err(e) => tracing::warn!(error = %e, "attach upgrade failed"),
         }
     });

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use corral_api::LogLine;
 
+use super::fanout::Fanout;
+
 /// Writes and rotates one container's log file.
 #[derive(Debug)]
 pub struct LogWriter {
@@ -108,8 +110,14 @@ impl Lines {
     }
 }
 
-/// Copy a pipe into the log line by line until EOF.
-pub fn pump(mut from: File, stream: &'static str, log: Arc<Mutex<LogWriter>>) {
+/// Copy a pipe into the log line by line until EOF; with `tee`, also every chunk as it comes
+/// to the attached clients, framed as stream number `.1`.
+pub fn pump(
+    mut from: File,
+    stream: &'static str,
+    log: Arc<Mutex<LogWriter>>,
+    tee: Option<(Arc<Fanout>, u8)>,
+) {
     let mut buf = [0u8; 8192];
     let mut lines = Lines::new(stream);
     loop {
@@ -118,6 +126,9 @@ pub fn pump(mut from: File, stream: &'static str, log: Arc<Mutex<LogWriter>>) {
             Ok(n) => n,
         };
         lines.push(&buf[..n], &log);
+        if let Some((clients, number)) = &tee {
+            clients.push(&corral_api::tty::frame(*number, &buf[..n]));
+        }
     }
     lines.flush(&log);
 }

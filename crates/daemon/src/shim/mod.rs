@@ -6,9 +6,13 @@
 //! Files in the container folder: `shim.pid`, `init.pid` (from the runtime), `container.log`
 //! (+ `.1`), `exit.json` (`{"exit_code": N, "finished_at": ms}`, written atomically).
 //! Readiness goes to the daemon on `--ready-fd`: `ok PID\n` or `err MESSAGE\n`.
-//! With `--attach-socket` the container runs on a terminal the shim holds and serves there.
+//! With `--attach-socket` clients attach there: to the terminal the shim holds for a
+//! container with `--terminal` ([`tty`]), else to its output and, with `--stdin`, to the
+//! input pipe the shim holds for it ([`stdio`]).
 
+pub mod fanout;
 pub mod log;
+pub mod stdio;
 pub mod tty;
 
 use std::fs::File;
@@ -43,8 +47,13 @@ pub struct ShimConfig {
     pub log_max_bytes: u64,
     /// Where to report readiness.
     pub ready_fd: Option<i32>,
-    /// With a terminal (`process.terminal` in the bundle): serve it here (see [`tty`]).
+    /// Serve attaches here: the terminal (see [`tty`]) or the stdio (see [`stdio`]).
     pub attach_socket: Option<PathBuf>,
+    /// The container runs on a terminal (`process.terminal` in the bundle; needs
+    /// `attach_socket`).
+    pub terminal: bool,
+    /// Without a terminal: give the container a stdin pipe that attached clients write to.
+    pub stdin: bool,
     /// A client attaches right after the start: after the end, wait this long for it to
     /// collect the output of a process that ended before it came.
     pub first_attach_wait: Option<std::time::Duration>,
@@ -184,9 +193,23 @@ fn supervise(cfg: &ShimConfig, ready: &mut Ready) -> Result<i32, ShimError> {
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from);
     let (out_r, out_w) = pipe().map_err(io_err("pipe", &cfg.dir))?;
     let (err_r, err_w) = pipe().map_err(io_err("pipe", &cfg.dir))?;
+    let (stdin_r, stdin_w) = if cfg.stdin && !cfg.terminal {
+        let (r, w) = pipe().map_err(io_err("pipe", &cfg.dir))?;
+        (Some(r), Some(File::from(w)))
+    } else {
+        (None, None)
+    };
+    let stdio = match (&cfg.attach_socket, cfg.terminal) {
+        (Some(path), false) => Some(
+            stdio::Stdio::serve(path, stdin_w, cfg.first_attach_wait.is_some())
+                .map_err(io_err("bind", path))?,
+        ),
+        _ => None,
+    };
+    let tee = |number| stdio.as_ref().map(|s| (s.clients(), number));
     let pumps = [
-        spawn_pump(out_r, "stdout", log.clone()),
-        spawn_pump(err_r, "stderr", log.clone()),
+        spawn_pump(out_r, "stdout", log.clone(), tee(corral_api::tty::STDOUT)),
+        spawn_pump(err_r, "stderr", log.clone(), tee(corral_api::tty::STDERR)),
     ];
 
     let init_pid_path = cfg.dir.join("init.pid");
@@ -198,17 +221,17 @@ fn supervise(cfg: &ShimConfig, ready: &mut Ready) -> Result<i32, ShimError> {
         .arg("--pid-file")
         .arg(&init_pid_path);
     let console = match &cfg.attach_socket {
-        Some(attach) => {
+        Some(attach) if cfg.terminal => {
             let path = attach.with_extension("console");
             let sock = crate::pty::ConsoleSocket::bind(&path).map_err(io_err("bind", &path))?;
             create.arg("--console-socket").arg(&path);
             Some(sock)
         }
-        None => None,
+        _ => None,
     };
     let mut child = create
         .arg(&cfg.id)
-        .stdin(Stdio::null())
+        .stdin(stdin_r.map_or_else(Stdio::null, Stdio::from))
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w))
         .spawn()
@@ -283,6 +306,9 @@ fn supervise(cfg: &ShimConfig, ready: &mut Ready) -> Result<i32, ShimError> {
     for p in pumps {
         let _ = p.join();
     }
+    if let Some(s) = stdio {
+        s.finish(cfg.first_attach_wait);
+    }
     let rec = ExitRecord {
         exit_code: code,
         finished_at: corral_store::now_ms(),
@@ -298,8 +324,9 @@ fn spawn_pump(
     fd: OwnedFd,
     stream: &'static str,
     log: Arc<Mutex<LogWriter>>,
+    tee: Option<(Arc<fanout::Fanout>, u8)>,
 ) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || log::pump(File::from(fd), stream, log))
+    std::thread::spawn(move || log::pump(File::from(fd), stream, log, tee))
 }
 
 /// Reap children until `init` exits; its exit code (128+N for signal N).

@@ -4,10 +4,11 @@
 //!
 //! # Attach socket protocol, version 1
 //! A client connects and writes one request line:
-//! - `corral-tty 1 attach\n`: from then on the connection carries raw bytes: what the client
-//!   writes is the terminal's input, what it reads the terminal's output. The first client to
-//!   attach also receives the output made before it came (at most 1 MiB), so a foreground
-//!   `run -it` misses nothing. The shim closes the connection when the terminal closes.
+//! - `corral-tty 1 attach[ close-stdin]\n`: from then on the connection carries raw bytes:
+//!   what the client writes is the terminal's input, what it reads the terminal's output. The
+//!   first client to attach also receives the output made before it came (at most 1 MiB), so
+//!   a foreground `run -it` misses nothing. The shim closes the connection when the terminal
+//!   closes. (A container without a terminal serves the same request, see [`super::stdio`].)
 //! - `corral-tty 1 resize ROWS COLS\n`: sets the window size; the answer is `ok\n` or
 //!   `error MESSAGE\n`, then the shim closes the connection.
 //!
@@ -24,35 +25,28 @@ use std::time::Duration;
 
 use corral_api::TtySize;
 
+use super::fanout::Fanout;
 use super::log::{Lines, LogWriter};
 
 /// The request line's prefix.
 pub const PROTOCOL: &str = "corral-tty 1";
 
-/// Output kept for the first client.
-const BACKLOG_MAX: usize = 1 << 20;
-
-#[derive(Default)]
-struct Clients {
-    streams: Vec<UnixStream>,
-    /// Output nobody has seen yet; None once a client attached.
-    backlog: Option<Vec<u8>>,
-    closed: bool,
-}
-
 /// A served terminal.
 pub struct Terminal {
     path: PathBuf,
-    clients: Arc<Mutex<Clients>>,
-    first_attach: Arc<std::sync::Condvar>,
+    clients: Arc<Fanout>,
     done: mpsc::Receiver<()>,
 }
 
 /// What a request line asks.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Request {
-    /// Stream the terminal.
-    Attach,
+    /// Stream the terminal (or the stdio of a container without one; `close_stdin`: the end
+    /// of this client's input closes the container's stdin).
+    Attach {
+        /// Close the container's stdin when this client's input ends.
+        close_stdin: bool,
+    },
     /// Set the window size.
     Resize(TtySize),
 }
@@ -65,7 +59,8 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
         .ok_or_else(|| format!("expected `{PROTOCOL} attach|resize …`"))?;
     let words: Vec<&str> = rest.split_whitespace().collect();
     match words.as_slice() {
-        ["attach"] => Ok(Request::Attach),
+        ["attach"] => Ok(Request::Attach { close_stdin: false }),
+        ["attach", "close-stdin"] => Ok(Request::Attach { close_stdin: true }),
         ["resize", rows, cols] => {
             let n = |s: &str| s.parse::<u16>().map_err(|_| format!("bad size {s:?}"));
             Ok(Request::Resize(TtySize {
@@ -88,11 +83,7 @@ impl Terminal {
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let master = File::from(master);
-        let clients = Arc::new(Mutex::new(Clients {
-            backlog: Some(Vec::new()),
-            ..Default::default()
-        }));
-        let first_attach = Arc::new(std::sync::Condvar::new());
+        let clients = Arc::new(Fanout::new(true));
         let (done_tx, done) = mpsc::channel();
         {
             let reader = master.try_clone()?;
@@ -104,22 +95,19 @@ impl Terminal {
         }
         {
             let clients = clients.clone();
-            let first_attach = first_attach.clone();
             std::thread::spawn(move || {
                 for conn in listener.incoming().flatten() {
                     let Ok(input) = master.try_clone() else {
                         continue;
                     };
                     let clients = clients.clone();
-                    let first_attach = first_attach.clone();
-                    std::thread::spawn(move || serve_client(conn, input, &clients, &first_attach));
+                    std::thread::spawn(move || serve_client(conn, input, &clients));
                 }
             });
         }
         Ok(Terminal {
             path: path.to_path_buf(),
             clients,
-            first_attach,
             done,
         })
     }
@@ -130,26 +118,15 @@ impl Terminal {
     pub fn finish(self, grace: Duration, first_attach: Option<Duration>) {
         let _ = self.done.recv_timeout(grace);
         if let Some(wait) = first_attach {
-            let c = self.clients.lock().expect("clients poisoned");
-            let _ = self
-                .first_attach
-                .wait_timeout_while(c, wait, |c| c.backlog.is_some());
+            self.clients.wait_first_client(wait);
         }
-        close_all(&self.clients);
+        self.clients.close();
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-fn close_all(clients: &Mutex<Clients>) {
-    let mut c = clients.lock().expect("clients poisoned");
-    c.closed = true;
-    for s in c.streams.drain(..) {
-        let _ = s.shutdown(std::net::Shutdown::Both);
-    }
-}
-
 /// Copy the master's output to the log and the clients until the terminal closes (EIO).
-fn copy_output(mut master: File, clients: &Mutex<Clients>, log: &Mutex<LogWriter>) {
+fn copy_output(mut master: File, clients: &Fanout, log: &Mutex<LogWriter>) {
     let mut buf = [0u8; 8192];
     let mut lines = Lines::new("stdout");
     loop {
@@ -161,24 +138,13 @@ fn copy_output(mut master: File, clients: &Mutex<Clients>, log: &Mutex<LogWriter
         };
         let out = &buf[..n];
         lines.push(out, log);
-        let mut c = clients.lock().expect("clients poisoned");
-        if let Some(b) = &mut c.backlog {
-            b.extend_from_slice(out);
-            let excess = b.len().saturating_sub(BACKLOG_MAX);
-            b.drain(..excess);
-        }
-        c.streams.retain_mut(|s| s.write_all(out).is_ok());
+        clients.push(out);
     }
     lines.flush(log);
-    close_all(clients);
+    clients.close();
 }
 
-fn serve_client(
-    conn: UnixStream,
-    mut master: File,
-    clients: &Mutex<Clients>,
-    first_attach: &std::sync::Condvar,
-) {
+fn serve_client(conn: UnixStream, mut master: File, clients: &Fanout) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(conn);
     let mut line = String::new();
@@ -199,23 +165,10 @@ fn serve_client(
             };
             let _ = writeln!(conn, "{answer}");
         }
-        Ok(Request::Attach) => {
-            {
-                let mut c = clients.lock().expect("clients poisoned");
-                if let Some(backlog) = c.backlog.take() {
-                    first_attach.notify_all();
-                    if conn.write_all(&backlog).is_err() {
-                        return;
-                    }
-                }
-                // A process that already ended: its output, then the end.
-                if c.closed {
-                    return;
-                }
-                match conn.try_clone() {
-                    Ok(out) => c.streams.push(out),
-                    Err(_) => return,
-                }
+        Ok(Request::Attach { .. }) => {
+            // A process that already ended: its output, then the end.
+            if !clients.attach(&conn) {
+                return;
             }
             let _ = reader.get_ref().set_read_timeout(None);
             // Bytes the BufReader already holds come first, then the rest of the input.
@@ -247,7 +200,14 @@ mod tests {
 
     #[test]
     fn request_lines() {
-        assert_eq!(parse_request("corral-tty 1 attach"), Ok(Request::Attach));
+        assert_eq!(
+            parse_request("corral-tty 1 attach"),
+            Ok(Request::Attach { close_stdin: false })
+        );
+        assert_eq!(
+            parse_request("corral-tty 1 attach close-stdin"),
+            Ok(Request::Attach { close_stdin: true })
+        );
         assert_eq!(
             parse_request("corral-tty 1 resize 40 120"),
             Ok(Request::Resize(TtySize {

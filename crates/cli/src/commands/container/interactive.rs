@@ -1,5 +1,6 @@
 //! `run -t` and `exec -t`: the process on a terminal in the container, this terminal attached
-//! to it through the daemon (raw mode with `-i`, window size changes forwarded).
+//! to it through the daemon (raw mode with `-i`, window size changes forwarded; `run -it`
+//! detaches with the detach keys, leaving the container running).
 
 use std::os::fd::AsFd;
 use std::process::ExitCode;
@@ -10,17 +11,17 @@ use corral_api::{ExecRequest, TtySize};
 use super::{ExecArgs, RunArgs};
 use crate::cli::GlobalArgs;
 use crate::commands::api_client::Api;
-use crate::commands::terminal::{self, RawMode};
+use crate::commands::terminal::{self, DetachKeys, Ended, RawMode};
 
 /// Refuse `-i` when stdin is not a terminal (Docker's wording).
-fn check_input(interactive: bool) -> anyhow::Result<()> {
+pub(super) fn check_input(interactive: bool) -> anyhow::Result<()> {
     if interactive && !terminal::is_tty(std::io::stdin().as_fd()) {
         bail!("the input device is not a TTY: use -t without -i, or run from a terminal");
     }
     Ok(())
 }
 
-fn code(c: i32) -> ExitCode {
+pub(super) fn code(c: i32) -> ExitCode {
     ExitCode::from(c.clamp(0, 255) as u8)
 }
 
@@ -28,6 +29,7 @@ impl RunArgs {
     /// `run -t [-i]` in the foreground.
     pub(super) fn run_tty(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         check_input(self.interactive)?;
+        let detach = DetachKeys::parse(&self.detach_keys)?;
         let mut spec = self.spec()?;
         spec.tty = true;
         spec.interactive = self.interactive;
@@ -54,7 +56,8 @@ impl RunArgs {
             };
             let client = api.client.clone();
             let id = inst.id.clone();
-            let ended = terminal::run(stream, self.interactive, None, |size: TtySize| {
+            let detach = self.interactive.then_some(detach);
+            let ended = terminal::run(stream, self.interactive, detach, |size: TtySize| {
                 let (client, id) = (client.clone(), id.clone());
                 async move {
                     let _ = client.resize_container(&id, size).await;
@@ -62,7 +65,10 @@ impl RunArgs {
             })
             .await;
             drop(raw);
-            ended?;
+            if ended? == Ended::Detached {
+                // The container runs on (and `--rm` still removes it when it ends), as Docker's.
+                return anyhow::Ok(0);
+            }
             let exit = api.client.wait_container(&inst.id).await?;
             if spec.auto_remove {
                 let _ = api.client.remove_container(&inst.id, true).await;

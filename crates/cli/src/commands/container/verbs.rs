@@ -94,11 +94,11 @@ impl RunArgs {
 
     /// Run the verb.
     pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-        if self.interactive && !self.tty {
-            return not_implemented("run -i without -t (input without a terminal)");
-        }
         if self.tty && !self.detach {
             return self.run_tty(global);
+        }
+        if self.interactive && !self.detach {
+            return self.run_stdio(global);
         }
         let mut spec = self.spec()?;
         spec.tty = self.tty;
