@@ -578,3 +578,40 @@ fn host_run_gives_dockers_default_capabilities_and_cap_add_drop_apply_on_top() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn host_run_user_takes_its_groups_and_home_from_the_image() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new();
+    // An image where `nobody` is also in `staff`, as Docker resolves USER / -u.
+    let ctx = w.root.parent().unwrap().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM busybox\nRUN echo staff:x:50:nobody >> /etc/group\n",
+    )
+    .unwrap();
+    w.ok(&["build", "-t", "grouped", ctx.to_str().unwrap()]);
+    let id = |args: &[&str]| {
+        let mut argv = vec!["run", "--rm"];
+        argv.extend_from_slice(args);
+        argv.extend_from_slice(&[
+            "grouped",
+            "sh",
+            "-c",
+            "echo $(id -u) $(id -g) $(id -G) $HOME",
+        ]);
+        w.ok(&argv)
+    };
+    assert_eq!(id(&["-u", "nobody"]), "65534 65534 65534 50 /nonexistent\n");
+    // A group given replaces the memberships, as Docker.
+    assert_eq!(id(&["-u", "nobody:staff"]), "65534 50 50 /nonexistent\n");
+    assert_eq!(id(&[]), "0 0 0 /root\n");
+    let bad = w.corral(&["run", "--rm", "-u", "nosuch", "grouped", "true"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("user: no user \"nosuch\""), "{err}");
+}

@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod exec_tty;
 mod netsetup;
 pub mod observe;
+pub mod oci_config;
 pub mod rootfs;
 pub mod runtime;
 pub mod spec;
@@ -114,18 +115,18 @@ async fn build(
     rootfs::mount_rootfs(&dir, image)?;
     state.store().journal_step(journal, "rootfs")?;
     crash::point("create:after-rootfs");
-    let user = spec.user.as_deref().or(image.user.as_deref());
-    let mut inputs = spec::OciInputs {
+    let user = spec.user.as_deref().or(image.user.as_deref()).unwrap_or("");
+    let user = corral_image::build::user::resolve_in_rootfs(&dir.join("rootfs"), user)
+        .map_err(|e| ApiError::invalid("user", e.reason))?;
+    let mut inputs = oci_config::OciInputs {
         image: image.clone(),
-        user: user
-            .map(|u| rootfs::resolve_user(&dir.join("rootfs"), u))
-            .transpose()?,
+        user: Some(user),
         ..Default::default()
     };
     netsetup::setup(state, rec, spec, &mut inputs).await?;
     state.store().journal_step(journal, "network")?;
     crash::point("create:after-network");
-    let oci = spec::to_oci(spec, &rec.id, &inputs)?;
+    let oci = oci_config::to_oci(spec, &rec.id, &inputs)?;
     let config = serde_json::to_vec_pretty(&oci).expect("spec serialises");
     crate::shim::write_atomic(&dir.join("config.json"), &config)
         .map_err(|e| ApiError::internal("writing config.json", e))?;

@@ -10,7 +10,8 @@ use corral_api::ContainerSpec;
 use corral_net::Attachment;
 use corral_store::InstanceRecord;
 
-use super::spec::{self, NetMode, OciInputs};
+use super::oci_config::OciInputs;
+use super::spec::{self, NetMode};
 use crate::error::ApiResult;
 use crate::network::write_file;
 use crate::state::AppState;

@@ -188,69 +188,9 @@ pub fn is_mounted(path: &Path) -> bool {
     corral_net::netns::is_mounted(path)
 }
 
-/// Resolve a user (`name|uid[:group|gid]`) against the container's `/etc/passwd` and
-/// `/etc/group` under `rootfs`: numeric parts are taken as they are; a user name without a
-/// group takes the user's primary group.
-pub fn resolve_user(rootfs: &Path, user: &str) -> ApiResult<(u32, u32)> {
-    let (u, g) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
-    let passwd = fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
-    let (uid, primary) = match u.parse::<u32>() {
-        Ok(n) => (n, lookup(&passwd, 3, |f| f[2] == u).unwrap_or(n)),
-        Err(_) => {
-            let uid = lookup(&passwd, 2, |f| f[0] == u).ok_or_else(|| {
-                ApiError::invalid("user", format!("no user {u:?} in the image's /etc/passwd"))
-            })?;
-            (uid, lookup(&passwd, 3, |f| f[0] == u).unwrap_or(uid))
-        }
-    };
-    let gid = match g {
-        None => primary,
-        Some(g) => match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => {
-                let group = fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
-                lookup(&group, 2, |f| f[0] == g).ok_or_else(|| {
-                    ApiError::invalid("user", format!("no group {g:?} in the image's /etc/group"))
-                })?
-            }
-        },
-    };
-    Ok((uid, gid))
-}
-
-/// Field `col` (numeric) of the first `name:x:…` line matching `pred`.
-fn lookup(text: &str, col: usize, pred: impl Fn(&[&str]) -> bool) -> Option<u32> {
-    text.lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > col.max(2) && pred(f))
-        .and_then(|f| f[col].parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn users_resolve_by_name_and_number() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir_all(dir.path().join("etc")).unwrap();
-        fs::write(
-            dir.path().join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n",
-        )
-        .unwrap();
-        fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
-        assert_eq!(resolve_user(dir.path(), "www").unwrap(), (33, 34));
-        assert_eq!(resolve_user(dir.path(), "33").unwrap(), (33, 34));
-        assert_eq!(resolve_user(dir.path(), "www:staff").unwrap(), (33, 50));
-        assert_eq!(resolve_user(dir.path(), "1000:1001").unwrap(), (1000, 1001));
-        assert_eq!(resolve_user(dir.path(), "1000").unwrap(), (1000, 1000));
-        assert!(resolve_user(dir.path(), "nobody").is_err());
-        assert!(resolve_user(dir.path(), "www:nogroup").is_err());
-    }
 
     #[test]
     fn entrypoint_and_command() {
