@@ -13,6 +13,8 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use corral_net::StateStore;
+
 #[allow(dead_code)]
 mod net_world;
 
@@ -396,5 +398,70 @@ fn host_image_config_is_honoured_and_publish_all_maps_exposed_ports() {
     let err = w.fails(&["run", "-d", "no-such-image:2"]);
     assert!(err.contains("no such image: no-such-image:2"), "{err}");
     w.ok(&["rm", "-f", "exp"]);
+    w.assert_nothing_left();
+}
+
+#[test]
+fn host_an_older_roots_net_json_is_imported_once_into_the_state_database() {
+    if skip() {
+        return;
+    }
+    let w = World::new(6);
+    // An older corral kept its networks in <root>/net/net.json: stop the daemon World::new
+    // started and leave one there, with a network and a link serial of its own.
+    w.kill9_daemon();
+    let third_octet: u8 = w.pool.split('.').nth(2).unwrap().parse().unwrap();
+    let subnet = format!("10.216.{}.0/24", third_octet + 7);
+    let bridge = format!("{}b77", w.prefix);
+    let net_dir = w.root.join("net");
+    corral_net::FileStore::new(&net_dir)
+        .update(|s| {
+            let subnet = subnet.parse().unwrap();
+            s.networks.insert(
+                "old".into(),
+                corral_net::NetworkRecord {
+                    name: "old".into(),
+                    subnet,
+                    gateway: corral_net::ipam::gateway_of(subnet),
+                    bridge: bridge.clone(),
+                },
+            );
+            s.next_serial = 78;
+            Ok::<_, corral_net::StateError>(())
+        })
+        .unwrap();
+
+    // The next daemon takes it in, keeps the file aside and brings the network's bridge up.
+    let old = w.ok(&["network", "inspect", "old"]);
+    assert!(old.contains(&subnet) && old.contains(&bridge), "{old}");
+    assert!(!net_dir.join("net.json").exists());
+    assert!(net_dir.join("net.json.imported").exists());
+    assert!(w.links().contains(&bridge), "{:?}", w.links());
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "--network",
+        "old",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let ip = w.ip_of("c");
+    assert_eq!(ip, subnet.replace(".0/24", ".2"));
+    let link = w.inspect("c")["network"]["host_link"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(link, format!("{}v78", w.prefix), "the serial goes on");
+
+    // After a crash the lease comes from the database, not from the file again.
+    w.kill9_daemon();
+    assert_eq!(w.ip_of("c"), ip);
+    let all = w.ok(&["network", "ls"]);
+    assert_eq!(all.matches("old").count(), 1, "{all}");
+    w.ok(&["rm", "-f", "c"]);
+    w.ok(&["network", "rm", "old"]);
     w.assert_nothing_left();
 }

@@ -75,7 +75,7 @@ impl DaemonConfig {
         self.net.nft_table = prefix.to_string();
     }
 
-    /// Where network state is kept (`net.json`).
+    /// Where an older corral kept the network state (`net.json`, imported into `state.db` once).
     pub fn net_dir(&self) -> PathBuf {
         self.root.join("net")
     }

@@ -1,4 +1,5 @@
-//! The daemon's networking: one [`NetManager`] over `<root>/net/net.json`, an embedded DNS
+//! The daemon's networking: one [`NetManager`] over the state database (corral-store's
+//! [`NetStore`], which takes in an older root's `<root>/net/net.json` once), an embedded DNS
 //! responder per network on its gateway (so instances reach each other by name), a network
 //! namespace per container bound at `<run>/netns/<id>`, and the API's view of networks.
 //!
@@ -15,9 +16,10 @@ use corral_api::{Network, NetworkAttachment, NetworkEndpoint, NetworkPruneRespon
 use corral_net::dns::{DnsServer, NameTable};
 use corral_net::ipam::IpamError;
 use corral_net::{
-    netns, AttachRequest, Attachment, EndpointKind, EndpointRecord, FileStore, NetError,
-    NetManager, NetworkInfo, PortMapping,
+    netns, AttachRequest, Attachment, EndpointKind, EndpointRecord, NetError, NetManager,
+    NetworkInfo, PortMapping, StateError, StateStore,
 };
+use corral_store::{Import, NetStore};
 use ipnet::Ipv4Net;
 
 use crate::config::DaemonConfig;
@@ -34,8 +36,7 @@ struct Responder {
 /// Everything network the daemon holds.
 #[derive(Debug)]
 pub struct Networking {
-    mgr: NetManager<FileStore>,
-    state_file: PathBuf,
+    mgr: NetManager<NetStore>,
     netns_dir: PathBuf,
     dns: tokio::sync::Mutex<HashMap<String, Responder>>,
     op: tokio::sync::Mutex<()>,
@@ -106,11 +107,29 @@ pub fn wire_network(info: &NetworkInfo, names: &HashMap<String, String>) -> Netw
 }
 
 impl Networking {
-    /// The daemon's networking for `cfg` (opens a netlink socket; needs a tokio runtime).
-    pub fn new(cfg: &DaemonConfig) -> Result<Self, NetError> {
+    /// The daemon's networking for `cfg` over the state database `db` (opens a netlink socket;
+    /// needs a tokio runtime). An older root's `net.json` is imported first; one that cannot be
+    /// read stops the start (starting without it could hand out its addresses again).
+    pub fn new(cfg: &DaemonConfig, db: &Path) -> Result<Self, NetError> {
+        let store = NetStore::open(db).map_err(StateError::from)?;
+        match store.import_json(&cfg.net_dir())? {
+            Import::NoFile => {}
+            Import::Imported {
+                networks,
+                leases,
+                renamed,
+            } => tracing::info!(
+                networks,
+                leases,
+                kept = %renamed.display(),
+                "imported the network state into the state database"
+            ),
+            Import::AlreadyImported { renamed } => {
+                tracing::info!(kept = %renamed.display(), "network state was already imported")
+            }
+        }
         Ok(Networking {
-            mgr: NetManager::new(cfg.net.clone(), FileStore::new(cfg.net_dir()))?,
-            state_file: cfg.net_dir().join("net.json"),
+            mgr: NetManager::new(cfg.net.clone(), store)?,
             netns_dir: cfg.netns_dir(),
             dns: tokio::sync::Mutex::new(HashMap::new()),
             op: tokio::sync::Mutex::new(()),
@@ -128,7 +147,11 @@ impl Networking {
     /// alone (so a fresh daemon touches nothing on the host).
     pub async fn startup(&self, known: &BTreeSet<String>) {
         let _op = self.op.lock().await;
-        if self.state_file.exists() {
+        let recorded = self.mgr.store().recorded().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading the network state");
+            true
+        });
+        if recorded {
             match self.mgr.reconcile(known).await {
                 Ok(c) if c != corral_net::Cleanup::default() => {
                     tracing::warn!(?c, "removed network leftovers of a crash")

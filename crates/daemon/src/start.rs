@@ -76,11 +76,12 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         .map_err(io("chmod", &config.root))?;
     let _lock = lock_root(&config.root)?;
     let token = token(&config.token_file())?;
-    let store = corral_store::Store::open(&config.root.join("state.db"))?;
+    let db = config.root.join("state.db");
+    let store = corral_store::Store::open(&db)?;
     let listen = config.listen.clone();
     let ready_fd = config.ready_fd;
     let socket = config.socket();
-    let net = crate::network::Networking::new(&config).map_err(DaemonError::Net)?;
+    let net = crate::network::Networking::new(&config, &db).map_err(DaemonError::Net)?;
     let state = Arc::new(AppState::new(config, store, token, net));
 
     crate::recover::recover(&state).await;

@@ -23,4 +23,6 @@ pub use attach::{hosts_file, resolv_conf, AttachRequest, Attachment};
 pub use links::Netns;
 pub use manager::{Cleanup, NetConfig, NetError, NetManager, NetworkInfo, DEFAULT_NETWORK};
 pub use ports::{PortMapping, PortSpecError, Protocol};
-pub use state::{EndpointKind, EndpointRecord, FileStore, NetState, NetworkRecord, StateStore};
+pub use state::{
+    EndpointKind, EndpointRecord, FileStore, NetState, NetworkRecord, StateError, StateStore,
+};

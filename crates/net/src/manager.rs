@@ -155,6 +155,11 @@ impl<S: StateStore> NetManager<S> {
         &self.cfg
     }
 
+    /// Where the state is kept.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     /// The recorded state.
     pub fn state(&self) -> Result<NetState, NetError> {
         Ok(self.store.load()?)

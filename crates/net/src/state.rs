@@ -6,8 +6,9 @@
 //! created, so a crash at any point leaves a record that [`crate::NetManager::reconcile`] can
 //! clean up.
 //!
-//! Storage is behind [`StateStore`]: the daemon can keep it in SQLite; [`FileStore`] keeps it in
-//! one JSON file. File format (version 1), `<dir>/net.json`:
+//! Storage is behind [`StateStore`]: the daemon keeps it in its SQLite state store (corral-store's
+//! `NetStore`, which also imports an older root's `net.json` once); [`FileStore`] keeps it in one
+//! JSON file (the `netctl` example, the host tests). File format (version 1), `<dir>/net.json`:
 //!
 //! ```text
 //! {"version": 1, "crc32": <CRC-32 of the compact JSON of "state">, "state": {NetState}}
@@ -132,6 +133,14 @@ pub enum StateError {
         /// The version found.
         found: u32,
     },
+    /// A database-backed store failed (e.g. a constraint refused a duplicate address).
+    #[error("network state in {store}: {reason}")]
+    Backend {
+        /// The store (e.g. the database file).
+        store: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// Where [`NetState`] is kept. `update` runs `f` atomically: no other update interleaves, and
@@ -144,6 +153,8 @@ pub trait StateStore: Send + Sync {
         &self,
         f: impl FnOnce(&mut NetState) -> Result<T, E>,
     ) -> Result<T, E>;
+    /// Whether anything was ever stored (a root that never used networking is left alone).
+    fn recorded(&self) -> Result<bool, StateError>;
 }
 
 /// [`StateStore`] in `<dir>/net.json` (see the module docs for the format).
@@ -258,6 +269,11 @@ impl StateStore for FileStore {
         self.write(&state)?;
         Ok(out)
     }
+
+    fn recorded(&self) -> Result<bool, StateError> {
+        let path = self.path();
+        path.try_exists().map_err(Self::io(&path))
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +300,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
         assert_eq!(store.load().unwrap(), NetState::default());
+        assert!(!store.recorded().unwrap());
         store
             .update(|s| {
                 *s = sample();
@@ -291,6 +308,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(FileStore::new(dir.path()).load().unwrap(), sample());
+        assert!(store.recorded().unwrap());
         assert!(!dir.path().join("net.json.tmp").exists());
     }
 

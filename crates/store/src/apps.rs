@@ -124,7 +124,10 @@ mod tests {
     #[test]
     fn apps_are_stored_updated_listed_and_deleted() {
         let mut s = Store::open_in_memory().unwrap();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(
+            s.schema_version().unwrap(),
+            crate::schema::MIGRATIONS.len() as u32
+        );
         s.put_app(&rec("b", 1)).unwrap();
         s.put_app(&rec("a", 1)).unwrap();
         let mut changed = rec("a", 3);
@@ -158,7 +161,10 @@ mod tests {
             conn.pragma_update(None, "user_version", 1).unwrap();
         }
         let mut s = Store::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(
+            s.schema_version().unwrap(),
+            crate::schema::MIGRATIONS.len() as u32
+        );
         s.put_app(&rec("x", 2)).unwrap();
         assert!(s.get_app("x").unwrap().is_some());
     }

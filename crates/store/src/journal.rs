@@ -211,7 +211,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let s = Store::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(
+            s.schema_version().unwrap(),
+            crate::schema::MIGRATIONS.len() as u32
+        );
         drop(s);
         let s = Store::open(&path).unwrap();
         let mode: String = s

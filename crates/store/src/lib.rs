@@ -8,6 +8,7 @@
 mod apps;
 mod instances;
 mod journal;
+mod networks;
 mod schema;
 mod state;
 
@@ -18,6 +19,7 @@ use rusqlite::Connection;
 pub use apps::AppRecord;
 pub use instances::{InstanceRecord, Kind};
 pub use journal::{JournalEntry, Op};
+pub use networks::{Import, NetStore};
 pub use state::State;
 
 /// Errors of the state store.
@@ -98,22 +100,9 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Open (creating if needed) the database at `path`, in WAL mode, and migrate it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "wal")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", true)
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "normal")
-            .map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(open_err)?;
-        let mut store = Store { conn };
-        schema::migrate(&mut store.conn)?;
-        Ok(store)
+        Ok(Store {
+            conn: open_connection(path)?,
+        })
     }
 
     /// An in-memory database (tests).
@@ -131,6 +120,26 @@ impl Store {
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
+}
+
+/// A connection to the database at `path` (created if needed) in WAL mode with foreign keys on,
+/// migrated to the latest schema. Each [`Store`] and [`NetStore`] has its own.
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(open_err)?;
+    conn.pragma_update(None, "journal_mode", "wal")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "normal")
+        .map_err(open_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(open_err)?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
 }
 
 /// Milliseconds since the Unix epoch, the store's time unit.

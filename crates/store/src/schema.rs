@@ -42,6 +42,30 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     );",
+    // 3: the network layer's state (until now `<root>/net/net.json`): networks, one address
+    // lease per instance on a network (never two of one address on one network), and the
+    // link-name serial.
+    "CREATE TABLE networks (
+        name TEXT PRIMARY KEY,
+        subnet TEXT NOT NULL,
+        gateway TEXT NOT NULL,
+        bridge TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE net_leases (
+        instance TEXT PRIMARY KEY,
+        network TEXT NOT NULL REFERENCES networks(name),
+        ip TEXT NOT NULL,
+        mac TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('veth', 'tap')),
+        host_link TEXT NOT NULL UNIQUE,
+        names TEXT NOT NULL,
+        ports TEXT NOT NULL,
+        UNIQUE (network, ip)
+    );
+    CREATE TABLE net_meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );",
 ];
 
 /// Bring the database up to the latest schema.
