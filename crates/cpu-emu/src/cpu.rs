@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
 
-use crate::decode::BlockCache;
+use crate::decode::{Block, BlockCache};
 use crate::error::{EmuError, Exit, Report, Stop};
 use crate::mmu::Tlb;
 use crate::phys::{CodePages, PhysMemory};
@@ -36,6 +36,11 @@ pub trait InterruptSource: Send {
     fn take_interrupt(&mut self) -> Option<u8>;
     /// Whether an interrupt is pending (used to wake from HLT).
     fn has_interrupt(&self) -> bool;
+    /// A cheap hint checked before every block: false means `take_interrupt` would return
+    /// `None` now, so the run loop skips it. A source without a cheaper test says true.
+    fn may_have_interrupt(&self) -> bool {
+        true
+    }
 }
 
 /// Identity and topology a vCPU reports through CPUID.
@@ -175,11 +180,19 @@ impl Cpu {
     pub fn run(&mut self, budget: u64) -> Result<Exit, EmuError> {
         let limit = self.instret.saturating_add(budget);
         loop {
-            if self.instret >= limit || self.kick.swap(false, Ordering::AcqRel) {
+            // A plain load first: the locked swap only when a kick is actually there.
+            if self.instret >= limit
+                || (self.kick.load(Ordering::Relaxed) && self.kick.swap(false, Ordering::AcqRel))
+            {
                 return Ok(Exit::Interrupted);
             }
             if !self.int_shadow && self.state.rflags & flags::IF != 0 {
-                if let Some(v) = self.irq.as_mut().and_then(|s| s.take_interrupt()) {
+                if let Some(v) = self
+                    .irq
+                    .as_mut()
+                    .filter(|s| s.may_have_interrupt())
+                    .and_then(|s| s.take_interrupt())
+                {
                     if let Some(exit) = self.deliver_external(v)? {
                         return Ok(exit);
                     }
@@ -196,45 +209,57 @@ impl Cpu {
                 }
                 continue;
             }
-            let block = match self.fetch_block() {
+            let fetched = match self.fetch_block() {
                 Ok(b) => b,
                 Err(stop) => match self.handle_stop(stop)? {
                     Some(exit) => return Ok(exit),
                     None => continue,
                 },
             };
-            for ins in block.instrs.iter() {
-                self.next_rip = ins.next_ip();
-                let shadow = std::mem::take(&mut self.int_shadow);
-                match self.exec(ins) {
-                    Ok(()) => {
-                        self.state.rip = self.next_rip;
-                        self.instret += 1;
-                    }
-                    Err(stop) => {
-                        if matches!(stop, Stop::Exit(_)) {
-                            self.int_shadow = shadow;
-                        }
-                        match self.handle_stop(stop)? {
-                            Some(exit) => return Ok(exit),
-                            None => break,
-                        }
-                    }
-                }
-                if let Some(exit) = self.pending_exit.take() {
-                    return Ok(exit);
-                }
-                if self.end_block
-                    || self.code_written
-                    || self.state.rip != ins.next_ip()
-                    || self.instret >= limit
-                {
-                    self.end_block = false;
-                    self.code_written = false;
-                    break;
-                }
+            let r = self.run_block(&fetched.block, limit);
+            self.return_block(fetched);
+            if let Some(exit) = r? {
+                return Ok(exit);
             }
         }
+    }
+
+    /// Runs the instructions of `block` from its start until one transfers control, stops,
+    /// or the budget ends; an exit to return comes back as `Some`.
+    #[inline]
+    fn run_block(&mut self, block: &Block, limit: u64) -> Result<Option<Exit>, EmuError> {
+        for ins in block.instrs.iter() {
+            self.next_rip = ins.next_ip();
+            let shadow = std::mem::take(&mut self.int_shadow);
+            match self.exec(ins) {
+                Ok(()) => {
+                    self.state.rip = self.next_rip;
+                    self.instret += 1;
+                }
+                Err(stop) => {
+                    if matches!(stop, Stop::Exit(_)) {
+                        self.int_shadow = shadow;
+                    }
+                    match self.handle_stop(stop)? {
+                        Some(exit) => return Ok(Some(exit)),
+                        None => break,
+                    }
+                }
+            }
+            if let Some(exit) = self.pending_exit.take() {
+                return Ok(Some(exit));
+            }
+            if self.end_block
+                || self.code_written
+                || self.state.rip != ins.next_ip()
+                || self.instret >= limit
+            {
+                self.end_block = false;
+                self.code_written = false;
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// Turns a stopped instruction into an exception delivery, an exit or an error.

@@ -44,6 +44,15 @@ impl Block {
     }
 }
 
+/// A block out of the cache for running, and the fast slot it goes back to (none for an
+/// uncached block).
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    /// The block.
+    pub block: Arc<Block>,
+    slot: Option<usize>,
+}
+
 /// Decoded blocks of one vCPU.
 #[derive(Debug)]
 pub struct BlockCache {
@@ -73,8 +82,10 @@ fn slot(gpa: u64) -> usize {
 }
 
 impl Cpu {
-    /// The block starting at RIP, from the cache or freshly decoded.
-    pub(crate) fn fetch_block(&mut self) -> Result<Arc<Block>, Stop> {
+    /// The block starting at RIP, from the cache or freshly decoded, with the fast slot it
+    /// was taken out of: the caller puts it back with [`Cpu::return_block`] after running it
+    /// (moving the `Arc` out and back costs no reference-count updates).
+    pub(crate) fn fetch_block(&mut self) -> Result<Fetched, Stop> {
         let rip = self.state.rip;
         let a = acc::EXEC | if self.state.cpl() == 3 { acc::USER } else { 0 };
         let t = self.translate(rip, a)?;
@@ -86,16 +97,20 @@ impl Cpu {
         }
         let gen = self.code.generation(t.gpa);
         let s = slot(t.gpa);
-        if let Some(b) = &self.blocks.fast[s] {
+        if let Some(b) = self.blocks.fast[s].take() {
             if b.matches(rip, t.gpa, gen, t.host) {
-                return Ok(b.clone());
+                return Ok(Fetched {
+                    block: b,
+                    slot: Some(s),
+                });
             }
         }
         if let Some(b) = self.blocks.map.get(&t.gpa) {
             if b.matches(rip, t.gpa, gen, t.host) {
-                let b = b.clone();
-                self.blocks.fast[s] = Some(b.clone());
-                return Ok(b);
+                return Ok(Fetched {
+                    block: b.clone(),
+                    slot: Some(s),
+                });
             }
         }
         let gen = self.code.mark_code(t.gpa);
@@ -136,11 +151,21 @@ impl Cpu {
             bytes: bytes[..len].into(),
         });
         self.blocks.map.insert(t.gpa, block.clone());
-        self.blocks.fast[s] = Some(block.clone());
-        Ok(block)
+        Ok(Fetched {
+            block,
+            slot: Some(s),
+        })
     }
 
-    fn decode_straddling(&mut self, rip: u64, gen: u32, gpa: u64) -> Result<Arc<Block>, Stop> {
+    /// Puts a block taken by [`Cpu::fetch_block`] back into its fast slot.
+    #[inline]
+    pub(crate) fn return_block(&mut self, f: Fetched) {
+        if let Some(s) = f.slot {
+            self.blocks.fast[s] = Some(f.block);
+        }
+    }
+
+    fn decode_straddling(&mut self, rip: u64, gen: u32, gpa: u64) -> Result<Fetched, Stop> {
         let mut bytes = [0u8; 15];
         self.fetch_bytes(rip, &mut bytes)?;
         let mut dec = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NO_INVALID_CHECK);
@@ -148,13 +173,14 @@ impl Cpu {
         if ins.is_invalid() {
             return Err(Stop::Unsupported);
         }
-        Ok(Arc::new(Block {
+        let block = Arc::new(Block {
             vstart: rip,
             gpa,
             gen,
             instrs: vec![ins].into_boxed_slice(),
             bytes: Box::new([]),
-        }))
+        });
+        Ok(Fetched { block, slot: None })
     }
 
     /// Reads instruction bytes at `va` as a fetch (for straddling instructions and reports).

@@ -2,10 +2,12 @@
 //! periodic, TSC-deadline), IPIs with physical and logical (flat and cluster) destinations,
 //! and the INIT/SIPI start-up signals. Shared between its vCPU thread, the IOAPIC and other
 //! vCPUs (IPIs), so the state sits behind a mutex with a condition variable that wakes a
-//! halted or waiting vCPU.
+//! halted or waiting vCPU. Every change of the page republishes "an interrupt is
+//! deliverable" in an atomic, so the running vCPU polls it without taking the mutex.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 const ID: usize = 0x20;
@@ -73,6 +75,15 @@ impl Regs {
         } else {
             isr
         }
+    }
+    /// Whether [`Lapic::take`] would return a vector: the APIC is software-enabled and the
+    /// highest requested vector's priority class is above the processor priority.
+    fn deliverable(&self) -> bool {
+        if self.get(SVR) & 0x100 == 0 {
+            return false;
+        }
+        self.highest(IRR)
+            .is_some_and(|v| (v as u32 & 0xf0) > (self.ppr() & 0xf0))
     }
     /// Timer ticks are nanoseconds times the divider.
     fn divider(&self) -> u64 {
@@ -147,6 +158,35 @@ pub struct Lapic {
     wake: Condvar,
     /// Set with `init`/`sipi` so the running vCPU can check for start-up signals cheaply.
     startup_flag: AtomicBool,
+    /// `Regs::deliverable` as of the last change, for the running vCPU's per-block check.
+    deliverable: AtomicBool,
+}
+
+/// The locked register page; on release it republishes whether an interrupt is deliverable.
+struct Locked<'a> {
+    regs: MutexGuard<'a, Regs>,
+    deliverable: &'a AtomicBool,
+}
+
+impl Deref for Locked<'_> {
+    type Target = Regs;
+    fn deref(&self) -> &Regs {
+        &self.regs
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Regs {
+        &mut self.regs
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // Stored while the mutex is still held, so the flag never lags a later change.
+        self.deliverable
+            .store(self.regs.deliverable(), Ordering::Release);
+    }
 }
 
 impl Lapic {
@@ -170,6 +210,7 @@ impl Lapic {
             }),
             wake: Condvar::new(),
             startup_flag: AtomicBool::new(false),
+            deliverable: AtomicBool::new(false),
         }
     }
 
@@ -229,8 +270,8 @@ impl Lapic {
         if s.init {
             let id = r.get(ID);
             let fresh = Lapic::new((id >> 24) as u8);
-            let fresh = fresh.lock();
-            r.page = fresh.page;
+            let page = fresh.lock().page;
+            r.page = page;
             r.deadline = 0;
             r.loaded_at = 0;
         }
@@ -240,15 +281,29 @@ impl Lapic {
     /// Blocks until a start-up signal arrives or `timeout` elapses (a vCPU waiting for
     /// INIT or SIPI).
     pub fn wait_startup(&self, timeout: Duration) {
-        let r = self.lock();
+        let r = self.lock_raw();
         if r.init || r.sipi.is_some() {
             return;
         }
         let _ = self.wake.wait_timeout(r, timeout);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Regs> {
+    /// The mutex alone, for waiting on the condition variable without changing the page.
+    fn lock_raw(&self) -> MutexGuard<'_, Regs> {
         self.regs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock(&self) -> Locked<'_> {
+        Locked {
+            regs: self.lock_raw(),
+            deliverable: &self.deliverable,
+        }
+    }
+
+    /// Whether an interrupt was deliverable at the last change of the page: one atomic
+    /// load, no lock (a change racing with it is seen at the next check).
+    pub fn maybe_deliverable(&self) -> bool {
+        self.deliverable.load(Ordering::Acquire)
     }
 
     /// Marks `vector` pending (from the IOAPIC, an IPI or the timer) and wakes the vCPU.
@@ -320,7 +375,7 @@ impl Lapic {
     /// Blocks until an interrupt is pending, `until` (guest ns, from `now`) passes, or
     /// `timeout` elapses.
     pub fn wait(&self, now: u64, timeout: Duration) {
-        let r = self.lock();
+        let r = self.lock_raw();
         if r.highest(IRR).is_some() {
             return;
         }
@@ -450,6 +505,34 @@ mod tests {
         assert_eq!(l.take(), None);
         l.write(EOI, 0, 0);
         assert_eq!(l.take(), Some(0x31));
+    }
+
+    #[test]
+    fn deliverable_flag_follows_the_page() {
+        let l = Lapic::new(0);
+        l.raise(0x31, false);
+        // Software-disabled APIC: nothing is deliverable.
+        assert!(!l.maybe_deliverable());
+        l.write(SVR, 0x1ff, 0);
+        assert!(l.maybe_deliverable());
+        l.write(TPR, 0x40, 0);
+        assert!(!l.maybe_deliverable(), "masked by the task priority");
+        l.write(TPR, 0, 0);
+        assert!(l.maybe_deliverable());
+        assert_eq!(l.take(), Some(0x31));
+        assert!(!l.maybe_deliverable());
+        l.raise(0x21, false);
+        assert!(!l.maybe_deliverable(), "below the in-service class");
+        l.write(EOI, 0, 0);
+        assert!(l.maybe_deliverable());
+        l.write(LVT_TIMER, 0xec, 0);
+        l.write(TIMER_DIV, 0xb, 0);
+        l.write(TIMER_INIT, 10, 0);
+        assert_eq!(l.take(), Some(0x21));
+        l.write(EOI, 0, 0);
+        assert!(!l.maybe_deliverable());
+        l.poll_timer(10);
+        assert!(l.maybe_deliverable(), "the timer fired");
     }
 
     #[test]

@@ -32,6 +32,9 @@ impl InterruptSource for LapicSource {
     fn has_interrupt(&self) -> bool {
         self.0.pending()
     }
+    fn may_have_interrupt(&self) -> bool {
+        self.0.maybe_deliverable()
+    }
 }
 
 struct Kick {
