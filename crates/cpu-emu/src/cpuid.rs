@@ -1,5 +1,6 @@
 //! CPUID: a curated x86-64 baseline (SSE2, FXSR, CX16, POPCNT, NX, 1 GiB pages, RDTSCP,
-//! TSC-deadline LAPIC timer, invariant TSC with IA32_TSC_ADJUST), no AVX/XSAVE, with the topology of the VM's vCPUs and the TSC
+//! TSC-deadline LAPIC timer, invariant TSC with IA32_TSC_ADJUST, fast REP MOVSB/STOSB), no
+//! AVX/XSAVE, with the topology of the VM's vCPUs and the TSC
 //! frequency announced through leaf 0x15 so the guest need not calibrate.
 
 use crate::cpu::Cpu;
@@ -36,6 +37,11 @@ const TSC_DEADLINE: u32 = 1 << 24;
 const HYPERVISOR: u32 = 1 << 31;
 // Leaf 7 EBX.
 const TSC_ADJUST_MSR: u32 = 1 << 1;
+const ERMS: u32 = 1 << 9;
+// Leaf 7 EDX.
+const FSRM: u32 = 1 << 4;
+// Leaf 7 subleaf 1 EAX.
+const FSRS: u32 = 1 << 11;
 // Leaf 0x80000001.
 const LAHF_LM: u32 = 1 << 0;
 const SYSCALL: u32 = 1 << 11;
@@ -95,9 +101,13 @@ impl Cpu {
                     0,
                 )
             }
-            // Structured extended features: only IA32_TSC_ADJUST (with the invariant TSC it
-            // lets Linux trust the TSC without a clocksource watchdog).
-            7 if sub == 0 => (0, TSC_ADJUST_MSR, 0, 0),
+            // Structured extended features: IA32_TSC_ADJUST (with the invariant TSC it lets
+            // Linux trust the TSC without a clocksource watchdog), and fast REP MOVSB/STOSB
+            // (ERMS, FSRM, FSRS in subleaf 1), so the guest's memcpy, memset and clear_page
+            // are single REP instructions, which this CPU runs in page-sized bulk (rep_bulk)
+            // instead of loops of stores it must interpret one by one.
+            7 if sub == 0 => (1, TSC_ADJUST_MSR | ERMS, 0, FSRM),
+            7 if sub == 1 => (FSRS, 0, 0, 0),
             0xb => {
                 // x2APIC topology: one thread per core, `count` cores.
                 let shift_smt = 0;

@@ -25,10 +25,13 @@ mod mmu;
 mod msr;
 mod operand;
 mod phys;
+mod rep_bulk;
 mod sse;
 pub mod state;
 mod strings;
 mod system;
+#[cfg(test)]
+mod testutil;
 mod vmem;
 mod x87;
 

@@ -7,6 +7,7 @@ use iced_x86::{Instruction, Mnemonic as M};
 use crate::alu;
 use crate::cpu::Cpu;
 use crate::error::{Exit, Stop};
+use crate::rep_bulk::Bulk;
 use crate::state::flags::{self, ZF};
 use crate::state::reg;
 
@@ -40,7 +41,38 @@ impl Cpu {
             M::Cmpsb | M::Cmpsw | M::Cmpsd | M::Cmpsq | M::Scasb | M::Scasw | M::Scasd | M::Scasq
         );
         let mut done = 0u64;
+        // REP MOVS/STOS forwards with 64-bit addresses run in page runs (see rep_bulk),
+        // falling back to one element at a time where a run cannot be done in bulk.
+        let bulk = rep
+            && !a32
+            && step == size as u64
+            && matches!(
+                m,
+                M::Movsb
+                    | M::Movsw
+                    | M::Movsd
+                    | M::Movsq
+                    | M::Stosb
+                    | M::Stosw
+                    | M::Stosd
+                    | M::Stosq
+            );
+        let copy = matches!(m, M::Movsb | M::Movsw | M::Movsd | M::Movsq);
         loop {
+            if bulk {
+                let (left, n) = self.rep_bulk(ins, size, copy, REP_CHUNK - done)?;
+                done += n;
+                if left == Bulk::Done {
+                    if self.state.gpr[reg::RCX] != 0 {
+                        // Yielding after a code write: resume at this instruction.
+                        self.next_rip = ins.ip();
+                    }
+                    if self.code_written {
+                        self.end_block = true;
+                    }
+                    return Ok(());
+                }
+            }
             if rep {
                 if self.state.gpr[reg::RCX] & amask == 0 {
                     break;

@@ -47,6 +47,7 @@ impl Hypervisor for EmuHypervisor {
         for leaf in (0..=0x16u32).chain(0x8000_0000..=0x8000_0008) {
             let subs: &[u32] = match leaf {
                 4 | 0xb => &[0, 1, 2],
+                7 => &[0, 1],
                 _ => &[0],
             };
             for &sub in subs {
@@ -54,7 +55,7 @@ impl Hypervisor for EmuHypervisor {
                 v.push(CpuidEntry {
                     function: leaf,
                     index: sub,
-                    index_significant: matches!(leaf, 4 | 0xb),
+                    index_significant: matches!(leaf, 4 | 7 | 0xb),
                     eax,
                     ebx,
                     ecx,
