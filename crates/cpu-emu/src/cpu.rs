@@ -228,10 +228,10 @@ impl Cpu {
     /// or the budget ends; an exit to return comes back as `Some`.
     #[inline]
     fn run_block(&mut self, block: &Block, limit: u64) -> Result<Option<Exit>, EmuError> {
-        for ins in block.instrs.iter() {
+        for (ins, pre) in block.instrs.iter().zip(block.pre.iter()) {
             self.next_rip = ins.next_ip();
             let shadow = std::mem::take(&mut self.int_shadow);
-            match self.exec(ins) {
+            match self.exec_pre(pre, ins) {
                 Ok(()) => {
                     self.state.rip = self.next_rip;
                     self.instret += 1;

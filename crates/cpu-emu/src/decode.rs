@@ -10,6 +10,7 @@ use crate::cpu::Cpu;
 use crate::error::Stop;
 use crate::mmu::acc;
 use crate::phys::PAGE_SIZE;
+use crate::predecode::{predecode, Pre};
 
 /// Longest block, in instructions.
 const MAX_BLOCK: usize = 64;
@@ -28,6 +29,8 @@ pub struct Block {
     pub gen: u32,
     /// The instructions.
     pub instrs: Box<[Instruction]>,
+    /// Their pre-decoded forms, one per instruction.
+    pub pre: Box<[Pre]>,
     /// The bytes they were decoded from: checked on every lookup, so writes the generation
     /// tracking cannot see (device DMA into a recycled page) never run stale code.
     pub bytes: Box<[u8]>,
@@ -147,6 +150,7 @@ impl Cpu {
             vstart: rip,
             gpa: t.gpa,
             gen,
+            pre: instrs.iter().map(predecode).collect(),
             instrs: instrs.into_boxed_slice(),
             bytes: bytes[..len].into(),
         });
@@ -177,6 +181,7 @@ impl Cpu {
             vstart: rip,
             gpa,
             gen,
+            pre: Box::new([predecode(&ins)]),
             instrs: vec![ins].into_boxed_slice(),
             bytes: Box::new([]),
         });

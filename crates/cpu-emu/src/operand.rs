@@ -26,7 +26,7 @@ pub fn sext(v: u64, size: usize) -> u64 {
 
 /// Index of a general register in `CpuState::gpr`, and whether it is AH/CH/DH/BH.
 #[inline]
-fn gpr_slot(r: Register) -> (usize, bool) {
+pub(crate) fn gpr_slot(r: Register) -> (usize, bool) {
     match r {
         Register::AH | Register::CH | Register::DH | Register::BH => (r.number() - 4, true),
         _ => (r.full_register().number(), false),
