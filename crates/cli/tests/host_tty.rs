@@ -401,6 +401,56 @@ fn host_attach_joins_a_running_container_and_the_detach_keys_leave_it_running() 
     w.ok(&["rm", "reader"]);
 }
 
+#[test]
+fn host_exec_it_ends_cleanly_when_the_daemon_dies_and_the_container_survives() {
+    if skip() {
+        return;
+    }
+    require_host();
+    let w = World::new();
+    w.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
+    let mut p = PtyChild::spawn(w.cmd(&["exec", "-it", "box", "sh"]), 24, 80);
+    p.expect("# ", T);
+    p.send(b"echo marker-$((3*3))\r");
+    p.expect("marker-9", T);
+    let daemon = w.daemon_pid().expect("the daemon runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The session ends with the daemon that held its terminal, and says so.
+    assert_eq!(p.wait(T).code(), Some(1), "{}", p.output());
+    p.expect("went away during exec session", T);
+    p.expect("container box runs on", T);
+    // The container runs on under the next daemon; the session's shell did not stay behind.
+    let info: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "box"])).unwrap();
+    assert_eq!(info[0]["state"], "running", "{info}");
+    let top = w.ok(&["top", "box"]);
+    assert!(!top.contains(" sh"), "{top}");
+    // A run -it container's terminal is its shim's: it survives a daemon's death, and attach
+    // joins it again under the next daemon.
+    let mut p = PtyChild::spawn(
+        w.cmd(&["run", "-it", "--name", "tty2", "busybox", "sh"]),
+        24,
+        80,
+    );
+    p.expect("# ", T);
+    let daemon = w.daemon_pid().expect("the daemon runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert_eq!(p.wait(T).code(), Some(1), "{}", p.output());
+    p.expect("`corral attach tty2` joins it again", T);
+    let mut p = PtyChild::spawn(w.cmd(&["attach", "tty2"]), 24, 80);
+    p.send(b"echo back-$((5+5)); exit 7\r");
+    p.expect("back-10", T);
+    assert_eq!(p.wait(T).code(), Some(7), "{}", p.output());
+    w.ok(&["rm", "-f", "box", "tty2"]);
+}
+
 /// The guest kernel: CORRAL_GUEST_KERNEL (scripts/test.sh sets it), else the shared one.
 fn kernel() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));

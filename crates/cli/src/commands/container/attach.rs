@@ -12,7 +12,7 @@ use corral_api::tty::{frame_header, FRAME_HEADER, STDERR};
 use corral_api::{ContainerSpec, InstanceState, TtySize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::interactive::{check_input, code};
+use super::interactive::{check_input, code, lost_daemon};
 use super::{AttachArgs, RunArgs};
 use crate::cli::GlobalArgs;
 use crate::commands::api_client::Api;
@@ -87,7 +87,11 @@ impl RunArgs {
                 }
             };
             stdio_session(stream, true).await?;
-            let exit = api.client.wait_container(&inst.id).await?;
+            let exit = api
+                .client
+                .wait_container(&inst.id)
+                .await
+                .map_err(|e| lost_daemon(e, &inst.name))?;
             if spec.auto_remove {
                 let _ = api.client.remove_container(&inst.id, true).await;
             }
@@ -117,7 +121,8 @@ impl AttachArgs {
             let exit = api.block_on(async {
                 let stream = api.client.attach_stdio(&id, false, false).await?;
                 stdio_session(stream, input).await?;
-                anyhow::Ok(api.client.wait_container(&id).await?.exit_code)
+                let exit = api.client.wait_container(&id).await;
+                anyhow::Ok(exit.map_err(|e| lost_daemon(e, &inst.name))?.exit_code)
             })?;
             return Ok(code(exit));
         }
@@ -146,7 +151,8 @@ impl AttachArgs {
                 eprintln!("read escape sequence");
                 return anyhow::Ok(1);
             }
-            anyhow::Ok(api.client.wait_container(&id).await?.exit_code)
+            let exit = api.client.wait_container(&id).await;
+            anyhow::Ok(exit.map_err(|e| lost_daemon(e, &inst.name))?.exit_code)
         })?;
         Ok(code(exit))
     }

@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use corral_api::{ExecRequest, TtySize};
+use corral_api::{ClientError, ExecRequest, TtySize};
 
 use super::{ExecArgs, RunArgs};
 use crate::cli::GlobalArgs;
@@ -19,6 +19,25 @@ pub(super) fn check_input(interactive: bool) -> anyhow::Result<()> {
         bail!("the input device is not a TTY: use -t without -i, or run from a terminal");
     }
     Ok(())
+}
+
+/// Whether `e` says the daemon is not there (it died, or was stopped): nothing listens, or
+/// the connection broke mid-exchange (a daemon dying as we connect drops what it had queued).
+pub(super) fn daemon_lost(e: &ClientError) -> bool {
+    matches!(e, ClientError::Connect { .. } | ClientError::Http(_))
+}
+
+/// An error of the wait after a terminal closed: when the daemon went away, say that the
+/// container (held by its shim) runs on and how to get back to it.
+pub(super) fn lost_daemon(e: ClientError, container: &str) -> anyhow::Error {
+    if daemon_lost(&e) {
+        anyhow::anyhow!(
+            "the daemon went away; container {container} runs on (its shim holds its terminal): \
+             `corral attach {container}` joins it again"
+        )
+    } else {
+        e.into()
+    }
 }
 
 pub(super) fn code(c: i32) -> ExitCode {
@@ -69,7 +88,11 @@ impl RunArgs {
                 // The container runs on (and `--rm` still removes it when it ends), as Docker's.
                 return anyhow::Ok(0);
             }
-            let exit = api.client.wait_container(&inst.id).await?;
+            let exit = api
+                .client
+                .wait_container(&inst.id)
+                .await
+                .map_err(|e| lost_daemon(e, &inst.name))?;
             if spec.auto_remove {
                 let _ = api.client.remove_container(&inst.id, true).await;
             }
@@ -111,7 +134,18 @@ impl ExecArgs {
             ended?;
             // The daemon closes the stream once the status is known; allow a moment anyway.
             for _ in 0..100 {
-                let s = api.client.exec_session(&session.id).await?;
+                let s = match api.client.exec_session(&session.id).await {
+                    Ok(s) => s,
+                    // The daemon holds a session's terminal: one that died (or a new one,
+                    // which never knew the session) means the session ended with it.
+                    Err(e) if daemon_lost(&e) || e.status() == Some(404) => bail!(
+                        "the daemon went away during exec session {}, which ended with it (its \
+                         process lost its terminal); container {} runs on",
+                        session.id,
+                        self.container
+                    ),
+                    Err(e) => return Err(e.into()),
+                };
                 if let Some(c) = s.exit_code {
                     return anyhow::Ok(c);
                 }
