@@ -240,6 +240,10 @@ pub struct PortSpec {
     pub host_ip: Option<IpAddr>,
     /// A name (Kubernetes port names).
     pub name: Option<String>,
+    /// The application protocol (Kubernetes `appProtocol`, Compose `app_protocol`): `http`
+    /// puts an L7 balancer in front.
+    #[serde(default)]
+    pub app_protocol: Option<String>,
 }
 
 /// When a dependency counts as started.

@@ -3,8 +3,9 @@
 //! live by the reconciler; a backend that leaves drains, and its in-flight count holds the
 //! replica's removal back.
 //!
-//! L7 (HTTP/1.1) when the port is named `http…` or the algorithm hashes a header; L4 (TCP)
-//! otherwise, which carries any protocol.
+//! L7 (HTTP/1.1) when the port is named `http…`, declares `appProtocol: http` (Compose:
+//! `app_protocol`) or the algorithm hashes a header; L4 (TCP) otherwise, which carries any
+//! protocol.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -50,7 +51,11 @@ fn mode_for(port: &PortSpec, algorithm: &Algorithm) -> Mode {
         .name
         .as_deref()
         .is_some_and(|n| n.to_ascii_lowercase().starts_with("http"));
-    if named_http || matches!(algorithm, Algorithm::Hash(HashKey::Header(_))) {
+    let declared_http = port
+        .app_protocol
+        .as_deref()
+        .is_some_and(|p| p.eq_ignore_ascii_case("http"));
+    if named_http || declared_http || matches!(algorithm, Algorithm::Hash(HashKey::Header(_))) {
         Mode::Http
     } else {
         Mode::Tcp
@@ -276,6 +281,7 @@ mod tests {
             protocol: Protocol::Tcp,
             host_ip: None,
             name: name.map(String::from),
+            app_protocol: None,
         }
     }
 
@@ -298,6 +304,14 @@ mod tests {
             p[1].mode,
             Mode::Http,
             "a port named http… is balanced per request"
+        );
+        let mut declared = port(Some(80), 8080, Some("web"));
+        declared.app_protocol = Some("HTTP".into());
+        let app = app_with(vec![declared], "round_robin");
+        assert_eq!(
+            plans(&app).unwrap()[0].mode,
+            Mode::Http,
+            "appProtocol: http"
         );
     }
 

@@ -80,6 +80,7 @@ pub fn parse_short(s: &str) -> Result<Vec<PortSpec>, String> {
             protocol: proto,
             host_ip,
             name: None,
+            app_protocol: None,
         })
         .collect())
 }
@@ -108,6 +109,7 @@ fn long(l: &RawPortLong) -> Result<PortSpec, String> {
             ),
         },
         name: l.name.clone(),
+        app_protocol: l.app_protocol.clone(),
     })
 }
 

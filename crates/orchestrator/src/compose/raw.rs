@@ -94,6 +94,7 @@ pub struct RawPortLong {
     pub host_ip: Option<String>,
     pub mode: Option<String>,
     pub name: Option<String>,
+    pub app_protocol: Option<String>,
 }
 
 /// `depends_on:` as a list or a map with conditions.

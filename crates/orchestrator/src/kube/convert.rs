@@ -359,6 +359,7 @@ fn workload(
                     },
                     host_ip: None,
                     name: p.name.clone(),
+                    app_protocol: None,
                 });
             }
         }
@@ -674,6 +675,7 @@ fn service(
                 protocol,
                 host_ip: None,
                 name: p.name.clone(),
+                app_protocol: p.app_protocol.clone(),
             };
             if !svc.ports.contains(&spec) {
                 svc.ports.push(spec.clone());
@@ -687,6 +689,7 @@ fn service(
             protocol,
             host_ip: None,
             name: p.name.clone(),
+            app_protocol: p.app_protocol.clone(),
         }));
     }
     Ok(Exposure {

@@ -314,6 +314,7 @@ pub struct ServicePort {
     pub target_port: Option<Scalar>,
     pub node_port: Option<u16>,
     pub protocol: Option<String>,
+    pub app_protocol: Option<String>,
 }
 
 /// A ConfigMap.

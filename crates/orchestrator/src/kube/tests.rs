@@ -166,7 +166,7 @@ spec:
   sessionAffinity: ClientIP
   selector: {app: web}
   ports:
-  - {port: 80, targetPort: 8080, nodePort: 30080}
+  - {port: 80, targetPort: 8080, nodePort: 30080, appProtocol: http}
 ---
 apiVersion: v1
 kind: Pod
@@ -236,6 +236,14 @@ spec:
         ]
     );
     assert_eq!(web.files[0].content, b"listen 8080\n");
+    assert_eq!(
+        web.ports
+            .iter()
+            .find(|p| p.target == 8080)
+            .and_then(|p| p.app_protocol.as_deref()),
+        Some("http"),
+        "appProtocol is kept for the balancer"
+    );
     assert_eq!(web.volumes.len(), 1);
     // sessionAffinity: ClientIP overrides the Deployment's annotation for the Service's port.
     assert_eq!(web.lb, "sticky");

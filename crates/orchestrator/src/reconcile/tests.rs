@@ -458,6 +458,7 @@ fn scaling_does_not_change_the_revision() {
         protocol: Protocol::Tcp,
         host_ip: None,
         name: None,
+        app_protocol: None,
     });
     b.services.get_mut("web").unwrap().lb = "least_connections".into();
     assert_eq!(revision(&a.services["web"]), revision(&b.services["web"]));
