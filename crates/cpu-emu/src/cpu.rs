@@ -9,6 +9,7 @@ use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
 
 use crate::decode::{Block, BlockCache};
 use crate::error::{EmuError, Exit, Report, Stop};
+use crate::lazyflags::Lazy;
 use crate::mmu::Tlb;
 use crate::phys::{CodePages, PhysMemory};
 use crate::state::{flags, CpuState};
@@ -67,6 +68,8 @@ pub struct Cpu {
     pub(crate) code_written: bool,
     /// Interrupts are inhibited for one instruction (after STI, MOV SS).
     pub(crate) int_shadow: bool,
+    /// Status flags not yet folded into RFLAGS (see `lazyflags`).
+    pub(crate) lazy: Lazy,
     pub(crate) identity: CpuIdentity,
     pub(crate) irq: Option<Box<dyn InterruptSource>>,
     pub(crate) clock: Instant,
@@ -101,6 +104,7 @@ impl Cpu {
             end_block: false,
             code_written: false,
             int_shadow: false,
+            lazy: Lazy::default(),
             identity,
             irq: None,
             clock: Instant::now(),
@@ -123,6 +127,7 @@ impl Cpu {
     /// Replaces the state (e.g. from the VMM's boot setup); flushes translations.
     pub fn set_state(&mut self, state: CpuState) {
         self.state = state;
+        self.lazy = Lazy::default();
         self.flush_tlb();
         self.blocks.clear();
         self.read_reply = None;
@@ -178,6 +183,13 @@ impl Cpu {
 
     /// Runs until an exit, or `budget` instructions have retired ([`Exit::Interrupted`]).
     pub fn run(&mut self, budget: u64) -> Result<Exit, EmuError> {
+        let r = self.run_blocks(budget);
+        // RFLAGS is observable (and writable) between runs: no flags stay pending.
+        self.flags_sync();
+        r
+    }
+
+    fn run_blocks(&mut self, budget: u64) -> Result<Exit, EmuError> {
         let limit = self.instret.saturating_add(budget);
         loop {
             // A plain load first: the locked swap only when a kick is actually there.
@@ -264,6 +276,7 @@ impl Cpu {
 
     /// Turns a stopped instruction into an exception delivery, an exit or an error.
     fn handle_stop(&mut self, stop: Stop) -> Result<Option<Exit>, EmuError> {
+        self.flags_sync();
         match stop {
             Stop::Fault(f) => {
                 self.pending_exit = None;
@@ -281,6 +294,7 @@ impl Cpu {
 
     /// What the CPU was doing: RIP, the instruction there, registers.
     pub fn report(&mut self) -> Report {
+        self.flags_sync();
         let rip = self.state.rip;
         let bits = if self.legacy { self.code_bits() } else { 64 };
         let mut bytes = vec![0u8; 15];

@@ -7,9 +7,10 @@ use iced_x86::Instruction;
 use crate::alu;
 use crate::cpu::Cpu;
 use crate::error::Stop;
+use crate::lazyflags::Kind;
 use crate::operand::{mask, sext};
 use crate::predecode::{Alu, Dst, Gpr, Mem, Op, Pre, Src, NO_REG};
-use crate::state::flags::{CF, STATUS};
+use crate::state::flags::STATUS;
 use crate::state::Seg;
 
 impl Cpu {
@@ -109,7 +110,11 @@ impl Cpu {
     pub(crate) fn exec_pre(&mut self, p: &Pre, ins: &Instruction) -> Result<(), Stop> {
         let m = &p.mem;
         match p.op {
-            Op::Generic => self.exec(ins),
+            Op::Generic => {
+                // The full interpreter reads and writes RFLAGS directly.
+                self.flags_sync();
+                self.exec(ins)
+            }
             Op::Nop => Ok(()),
             Op::Mov { dst, src, size } => {
                 let v = self.src_val(src, m, size)?;
@@ -134,13 +139,14 @@ impl Cpu {
             Op::IncDec { dec, dst, size } => {
                 let a = self.dst_val(dst, m, size)?;
                 let s = size as usize;
-                let (r, f) = if dec {
-                    alu::sub(a, 1, 0, s)
+                let m_s = mask(s);
+                let (r, kind) = if dec {
+                    (a.wrapping_sub(1) & m_s, Kind::Dec)
                 } else {
-                    alu::add(a, 1, 0, s)
+                    (a.wrapping_add(1) & m_s, Kind::Inc)
                 };
                 self.dst_set(dst, m, size, r)?;
-                self.set_flags(f, STATUS & !CF);
+                self.flags_lazy(kind, size, a, 1, r);
                 Ok(())
             }
             Op::Push { src, size } => {
@@ -153,7 +159,7 @@ impl Cpu {
                 Ok(())
             }
             Op::Jcc { cc, target } => {
-                if self.cond(cc) {
+                if self.cond_now(cc) {
                     self.next_rip = target;
                 }
                 Ok(())
@@ -173,7 +179,7 @@ impl Cpu {
             }
             Op::Cmov { cc, dst, src, size } => {
                 let v = self.src_val(src, m, size)?;
-                if self.cond(cc) {
+                if self.cond_now(cc) {
                     self.gpr_set(dst, v);
                 } else if size == 4 {
                     // A 32-bit CMOV zero-extends its destination even when false.
@@ -183,7 +189,7 @@ impl Cpu {
                 Ok(())
             }
             Op::Setcc { cc, dst } => {
-                let v = self.cond(cc) as u64;
+                let v = self.cond_now(cc) as u64;
                 self.dst_set(dst, m, 1, v)
             }
         }
@@ -194,29 +200,32 @@ impl Cpu {
         let s = size as usize;
         let b = self.src_val(src, m, size)?;
         let a = self.dst_val(dst, m, size)?;
-        let cf = self.state.rflags & CF;
-        let (r, f) = match op {
-            Alu::Add => alu::add(a, b, 0, s),
-            Alu::Adc => alu::add(a, b, cf, s),
-            Alu::Sub | Alu::Cmp => alu::sub(a, b, 0, s),
-            Alu::Sbb => alu::sub(a, b, cf, s),
-            Alu::And | Alu::Test => {
-                let r = a & b;
-                (r, alu::logic(r, s))
+        let ms = mask(s);
+        // ADC/SBB compute their flags at once (they need the carry in); the others leave
+        // a record for `lazyflags`.
+        let (r, kind) = match op {
+            Alu::Adc | Alu::Sbb => {
+                let cf = self.carry_now();
+                let (r, f) = if op == Alu::Adc {
+                    alu::add(a, b, cf, s)
+                } else {
+                    alu::sub(a, b, cf, s)
+                };
+                self.dst_set(dst, m, size, r)?;
+                self.lazy.kind = Kind::Clean;
+                self.set_flags(f, STATUS);
+                return Ok(());
             }
-            Alu::Or => {
-                let r = (a | b) & mask(s);
-                (r, alu::logic(r, s))
-            }
-            Alu::Xor => {
-                let r = (a ^ b) & mask(s);
-                (r, alu::logic(r, s))
-            }
+            Alu::Add => (a.wrapping_add(b) & ms, Kind::Add),
+            Alu::Sub | Alu::Cmp => (a.wrapping_sub(b) & ms, Kind::Sub),
+            Alu::And | Alu::Test => (a & b, Kind::Logic),
+            Alu::Or => ((a | b) & ms, Kind::Logic),
+            Alu::Xor => ((a ^ b) & ms, Kind::Logic),
         };
         if !matches!(op, Alu::Cmp | Alu::Test) {
             self.dst_set(dst, m, size, r)?;
         }
-        self.set_flags(f, STATUS);
+        self.flags_lazy(kind, size, a, b, r);
         Ok(())
     }
 }
@@ -349,8 +358,11 @@ mod tests {
                     cpu.next_rip = ins.next_ip();
                     cpu.pending_exit = None;
                     cpu.read_reply = None;
+                    cpu.lazy = Default::default();
                     let r = if fast {
-                        cpu.exec_pre(&pre, &ins)
+                        let r = cpu.exec_pre(&pre, &ins);
+                        cpu.flags_sync();
+                        r
                     } else {
                         cpu.exec(&ins)
                     };

@@ -38,6 +38,8 @@ impl Cpu {
         kind: EventKind,
         rip: u64,
     ) -> Result<Option<Exit>, EmuError> {
+        // The pushed RFLAGS must be exact.
+        self.flags_sync();
         match self.deliver(v, code, kind, rip) {
             Ok(()) => Ok(None),
             Err(Stop::Fault(second)) => {

@@ -21,6 +21,7 @@ mod fastexec;
 mod interrupts;
 mod ioapic;
 mod lapic;
+mod lazyflags;
 mod legacy;
 mod mmu;
 mod msr;
