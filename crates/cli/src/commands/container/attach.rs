@@ -12,7 +12,7 @@ use corral_api::tty::{frame_header, FRAME_HEADER, STDERR};
 use corral_api::{ContainerSpec, InstanceState, TtySize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::interactive::{check_input, code, lost_daemon};
+use super::interactive::{check_input, code, discard_unattached, lost_daemon, wait_then_remove};
 use super::{AttachArgs, RunArgs};
 use crate::cli::GlobalArgs;
 use crate::commands::api_client::Api;
@@ -80,22 +80,12 @@ impl RunArgs {
             let stream = match api.client.attach_stdio(&inst.id, true, true).await {
                 Ok(s) => s,
                 Err(e) => {
-                    if spec.auto_remove {
-                        let _ = api.client.remove_container(&inst.id, true).await;
-                    }
+                    discard_unattached(&api.client, &spec, &inst.id).await;
                     return Err(e.into());
                 }
             };
             stdio_session(stream, true).await?;
-            let exit = api
-                .client
-                .wait_container(&inst.id)
-                .await
-                .map_err(|e| lost_daemon(e, &inst.name))?;
-            if spec.auto_remove {
-                let _ = api.client.remove_container(&inst.id, true).await;
-            }
-            anyhow::Ok(exit.exit_code)
+            wait_then_remove(&api.client, &spec, &inst).await
         })?;
         Ok(code(exit))
     }

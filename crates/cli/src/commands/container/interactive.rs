@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use corral_api::{ClientError, ExecRequest, TtySize};
+use corral_api::{Client, ClientError, ContainerSpec, ExecRequest, Instance, TtySize};
 
 use super::{ExecArgs, RunArgs};
 use crate::cli::GlobalArgs;
@@ -40,6 +40,30 @@ pub(super) fn lost_daemon(e: ClientError, container: &str) -> anyhow::Error {
     }
 }
 
+/// Removes a `--rm` container this command made but could not attach to.
+pub(super) async fn discard_unattached(client: &Client, spec: &ContainerSpec, id: &str) {
+    if spec.auto_remove {
+        let _ = client.remove_container(id, true).await;
+    }
+}
+
+/// Waits for a foreground container to end, removes it when it was run with `--rm`, and
+/// returns its exit code.
+pub(super) async fn wait_then_remove(
+    client: &Client,
+    spec: &ContainerSpec,
+    inst: &Instance,
+) -> anyhow::Result<i32> {
+    let exit = client
+        .wait_container(&inst.id)
+        .await
+        .map_err(|e| lost_daemon(e, &inst.name))?;
+    if spec.auto_remove {
+        let _ = client.remove_container(&inst.id, true).await;
+    }
+    Ok(exit.exit_code)
+}
+
 pub(super) fn code(c: i32) -> ExitCode {
     ExitCode::from(c.clamp(0, 255) as u8)
 }
@@ -62,9 +86,7 @@ impl RunArgs {
             {
                 Ok(s) => s,
                 Err(e) => {
-                    if spec.auto_remove {
-                        let _ = api.client.remove_container(&inst.id, true).await;
-                    }
+                    discard_unattached(&api.client, &spec, &inst.id).await;
                     return Err(e.into());
                 }
             };
@@ -88,15 +110,7 @@ impl RunArgs {
                 // The container runs on (and `--rm` still removes it when it ends), as Docker's.
                 return anyhow::Ok(0);
             }
-            let exit = api
-                .client
-                .wait_container(&inst.id)
-                .await
-                .map_err(|e| lost_daemon(e, &inst.name))?;
-            if spec.auto_remove {
-                let _ = api.client.remove_container(&inst.id, true).await;
-            }
-            anyhow::Ok(exit.exit_code)
+            wait_then_remove(&api.client, &spec, &inst).await
         })?;
         Ok(code(exit))
     }
