@@ -25,6 +25,8 @@ const HOST_IP: &str = "10.213.7.1";
 const GUEST_IP: &str = "10.213.7.2";
 const GUEST_MAC: &str = "52:54:00:c0:11:01";
 const DONE: &str = "CORRAL-CHECKS-DONE";
+const TCP_OUT_PORT: u16 = 7000;
+const TCP_IN_PORT: u16 = 7001;
 const GUEST_VSOCK_PORT: u32 = 5000;
 const HOST_VSOCK_PORT: u32 = 6000;
 const BALLOON_MIB: u64 = 64;
@@ -192,6 +194,13 @@ ip link set lo up
 ip link set eth0 up
 ip addr add {GUEST_IP}/24 dev eth0
 if ping -c 2 -W 10 {HOST_IP} >/dev/null; then echo "CHECK ping=ok"; else echo "CHECK ping=failed"; fi
+nc {HOST_IP} {TCP_OUT_PORT} -e cat /mnt/payload.bin && echo "CHECK tcp-out=sent"
+printf '#!/bin/sh\nexec sha256sum > /tcp-in.sum\n' > /bin/tcp-in && chmod +x /bin/tcp-in
+nc -l -p {TCP_IN_PORT} -e /bin/tcp-in &
+TCP_IN=$!
+echo "CHECK tcp-listening=1"
+wait $TCP_IN
+echo "CHECK tcp-in=$(cut -d' ' -f1 /tcp-in.sum)"
 vsock-probe connect {HOST_VSOCK_PORT} hello-host
 wait $LISTENER
 echo {DONE}
@@ -231,6 +240,29 @@ fn host_emu_guest_uses_blk_rng_net_vsock_and_balloon_then_powers_off() {
         Ok(line.trim_end().to_owned())
     });
     let mut host_connect = None;
+    // TCP both ways over the tap: the guest sends the payload to a listener in the netns,
+    // then the netns sends it to the guest; each side reports the sha256 it received.
+    // (busybox nc quits when its own stdin ends, so each receiver is a program run on the
+    // connection, reading it to its end; the guest sends with cat's sendfile, in one piece, so
+    // its TCP has whole segments to hand the NIC.)
+    let sink = dir.path().join("tcp-sink.sh");
+    let sink_sum = dir.path().join("tcp-out.sum");
+    std::fs::write(
+        &sink,
+        format!("#!/bin/sh\nexec sha256sum > {}\n", sink_sum.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&sink, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut tcp_sink = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "busybox", "nc", "-l", "-p"])
+        .arg(TCP_OUT_PORT.to_string())
+        .arg("-e")
+        .arg(&sink)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("nc listener in the netns");
+    let payload = dir.path().join("disk/payload.bin");
+    let mut tcp_source = None;
 
     let ctl = dir.path().join("ctl.sock");
     let vm_toml = dir.path().join("vm.toml");
@@ -311,6 +343,22 @@ stats_interval_s = 1
                         );
                         assert!(r.as_ref().is_ok_and(|r| r.ok), "balloon request: {r:?}");
                     }
+                    if k == "tcp-listening" {
+                        let (ns, payload) = (ns.0.clone(), payload.clone());
+                        tcp_source = Some(std::thread::spawn(move || {
+                            // The guest listens a moment after it says so: retry, bounded.
+                            let send = format!(
+                                "for i in $(seq 100); do busybox nc {GUEST_IP} {TCP_IN_PORT} < {} \
+                                 && exit 0; sleep 0.2; done; exit 1",
+                                payload.display()
+                            );
+                            Command::new("ip")
+                                .args(["netns", "exec", &ns, "timeout", "600", "sh", "-c"])
+                                .arg(send)
+                                .status()
+                                .is_ok_and(|s| s.success())
+                        }));
+                    }
                     if k == "vsock-listening" {
                         let uds = uds.clone();
                         host_connect = Some(std::thread::spawn(move || connect_to_guest(&uds)));
@@ -336,6 +384,8 @@ stats_interval_s = 1
     }
     let status = child.wait().unwrap();
     let _ = reader.join();
+    let _ = tcp_sink.kill();
+    let _ = tcp_sink.wait();
     let mut stderr = String::new();
     let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr);
     let context = format!("status {status}; stderr:\n{stderr}\nconsole:\n{console}");
@@ -352,6 +402,19 @@ stats_interval_s = 1
     want("rng", "virtio_rng.0/64");
     want("mac", GUEST_MAC);
     want("ping", "ok");
+    want("tcp-out", "sent");
+    want("tcp-in", &sum);
+    let received = std::fs::read_to_string(&sink_sum).unwrap_or_default();
+    assert_eq!(
+        received.split_whitespace().next(),
+        Some(sum.as_str()),
+        "what the netns received"
+    );
+    let sent = tcp_source.expect("the guest never listened on TCP");
+    assert!(
+        sent.join().unwrap(),
+        "the netns could not send to the guest"
+    );
     want("balloon", "1");
     want("vsock-in", "ping-from-host");
     want("vsock-out", "thanks:hello-host");
@@ -374,6 +437,12 @@ stats_interval_s = 1
     assert!(
         dev("net0", "rx_frames") >= 2,
         "ARP reply + pongs in; {metrics}"
+    );
+    // Offloads: 64 KiB segments cross the tap both ways instead of MTU-sized frames.
+    assert!(dev("net0", "tx_gso_frames") >= 1, "guest TSO; {metrics}");
+    assert!(
+        dev("net0", "rx_gso_frames") >= 1,
+        "tap GSO to the guest; {metrics}"
     );
     assert!(dev("vda", "read_bytes") >= 200_000, "{metrics}");
     assert!(dev("rng0", "bytes_served") >= 64, "{metrics}");

@@ -4,7 +4,8 @@
 //! none; Firecracker and Cloud Hypervisor each keep their own small tap module, not
 //! published). It is three ioctls from libc's definitions through vmm-sys-util's ioctl
 //! helpers: TUNSETIFF (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), TUNSETVNETHDRSZ (the 12-byte
-//! virtio 1.x header, so guest frames pass through unchanged) and TUNSETOFFLOAD (none yet).
+//! virtio 1.x header, so guest frames pass through unchanged) and TUNSETOFFLOAD (none until
+//! the driver has accepted offloads, see [`set_offloads`]).
 
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -109,6 +110,18 @@ pub fn open_tap(name: &str) -> Result<OwnedFd, TapError> {
     }
     tracing::debug!("tap {name} open as fd {}", file.as_raw_fd());
     Ok(OwnedFd::from(file))
+}
+
+/// Tell the tap which offloads (`TUN_F_*` flags) the guest takes: frames with a partial
+/// checksum, TSO segments. Fails with ENOTTY on an fd that is not a tap.
+pub fn set_offloads(tap: &impl AsRawFd, flags: u32) -> std::io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its flags by value and touches no memory of ours.
+    let rc = unsafe { ioctl_with_val(tap, libc::TUNSETOFFLOAD as _, flags.into()) };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -141,3 +141,116 @@ fn tx_refuses_a_chain_shorter_than_the_header() {
     let mut buf = [0u8; 64];
     assert!(peer.recv(&mut buf).is_err(), "nothing reached the tap");
 }
+
+/// A NIC whose driver accepted mergeable receive buffers, with `count` 64-byte buffers
+/// posted at 0x40000, 0x41000, …
+fn mergeable_nic_with_buffers(
+    count: u16,
+) -> (Net, UnixDatagram, GuestMem, DriverQueue, Vec<Queue>) {
+    let mem = new_mem();
+    let (mut n, peer) = nic();
+    n.activate(offload::F_MRG_RXBUF);
+    let (rx, _tx, qs) = queues(&mem);
+    for i in 0..count {
+        write_desc(
+            &mem,
+            rx.desc,
+            i,
+            0x40000 + 0x1000 * u64::from(i),
+            64,
+            WRITE,
+            0,
+        );
+    }
+    rx.publish(&mem, &(0..count).collect::<Vec<_>>());
+    (n, peer, mem, rx, qs)
+}
+
+#[test]
+fn mergeable_rx_spreads_a_frame_over_buffers_and_publishes_them_together() {
+    let (mut n, peer, mem, rx, mut qs) = mergeable_nic_with_buffers(4);
+    let payload: Vec<u8> = (0..150u8).collect();
+    peer.send(&frame(&payload)).unwrap();
+    assert!(n.host_event(0, &mut qs, &mem).unwrap());
+    assert_eq!(
+        rx.used_idx(&mem),
+        3,
+        "162 bytes in three 64-byte buffers, one index update"
+    );
+    assert_eq!(rx.used_elem(&mem, 0), (0, 64));
+    assert_eq!(rx.used_elem(&mem, 1), (1, 64));
+    assert_eq!(rx.used_elem(&mem, 2), (2, 34));
+    let num_buffers: u16 = mem.read_obj(GuestAddress(0x40000 + 10)).unwrap();
+    assert_eq!(num_buffers, 3);
+    let mut got = vec![0u8; 150];
+    mem.read_slice(&mut got[..52], GuestAddress(0x40000 + VNET_HDR_LEN as u64))
+        .unwrap();
+    mem.read_slice(&mut got[52..116], GuestAddress(0x41000))
+        .unwrap();
+    mem.read_slice(&mut got[116..], GuestAddress(0x42000))
+        .unwrap();
+    assert_eq!(got, payload);
+    assert_eq!((n.counters.rx_frames, n.counters.rx_bytes), (1, 150));
+}
+
+#[test]
+fn mergeable_rx_waits_whole_when_buffers_run_short() {
+    let (mut n, peer, mem, rx, mut qs) = mergeable_nic_with_buffers(2);
+    peer.send(&frame(&[9u8; 150])).unwrap();
+    assert!(
+        !n.host_event(0, &mut qs, &mem).unwrap(),
+        "two buffers are not enough"
+    );
+    assert_eq!(rx.used_idx(&mem), 0, "nothing half-delivered");
+    write_desc(&mem, rx.desc, 2, 0x42000, 64, WRITE, 0);
+    rx.publish(&mem, &[2]);
+    assert!(n.process_queue(RX, &mut qs, &mem).unwrap());
+    assert_eq!(rx.used_idx(&mem), 3);
+    assert_eq!(
+        rx.used_elem(&mem, 0),
+        (0, 64),
+        "the same buffers, from the first"
+    );
+}
+
+#[test]
+fn mergeable_rx_refuses_a_buffer_smaller_than_the_header() {
+    let mem = new_mem();
+    let (mut n, peer) = nic();
+    n.activate(offload::F_MRG_RXBUF);
+    let (rx, _tx, mut qs) = queues(&mem);
+    write_desc(&mem, rx.desc, 0, 0x40000, 8, WRITE, 0);
+    rx.publish(&mem, &[0]);
+    peer.send(&frame(b"x")).unwrap();
+    let e = n.host_event(0, &mut qs, &mem).unwrap_err();
+    assert!(e.to_string().contains("smaller than the header"), "{e}");
+}
+
+#[test]
+fn no_interrupt_while_the_driver_polls() {
+    let mem = new_mem();
+    let (mut n, peer) = nic();
+    let (rx, _tx, mut qs) = queues(&mem);
+    write_desc(&mem, rx.desc, 0, 0x40000, 2048, WRITE, 0);
+    write_desc(&mem, rx.desc, 1, 0x41000, 2048, WRITE, 0);
+    rx.publish(&mem, &[0, 1]);
+    mem.write_obj(1u16, GuestAddress(rx.avail)).unwrap(); // VRING_AVAIL_F_NO_INTERRUPT
+    peer.send(&frame(b"polled")).unwrap();
+    assert!(
+        !n.host_event(0, &mut qs, &mem).unwrap(),
+        "no interrupt wanted"
+    );
+    assert_eq!(rx.used_idx(&mem), 1, "but the frame is delivered");
+    mem.write_obj(0u16, GuestAddress(rx.avail)).unwrap();
+    peer.send(&frame(b"woken")).unwrap();
+    assert!(n.host_event(0, &mut qs, &mem).unwrap());
+}
+
+#[test]
+fn offers_offloads_and_mergeable_buffers() {
+    let (n, _peer) = nic();
+    let f = n.features();
+    for bit in [0, 1, 5, 7, 8, 11, 12, 15] {
+        assert_ne!(f & (1 << bit), 0, "feature bit {bit}");
+    }
+}
