@@ -12,6 +12,7 @@ use crate::error::{EmuError, Exit, Report, Stop};
 use crate::lazyflags::Lazy;
 use crate::mmu::Tlb;
 use crate::phys::{CodePages, PhysMemory};
+use crate::profile::GuestProfile;
 use crate::state::{flags, CpuState};
 
 /// A read exit waiting for (or holding) its answer.
@@ -78,6 +79,8 @@ pub struct Cpu {
     kick: Arc<AtomicBool>,
     /// Instructions retired since creation.
     pub instret: u64,
+    /// Instructions per block, when the environment asks for a guest profile.
+    profile: Option<Box<GuestProfile>>,
 }
 
 impl std::fmt::Debug for Cpu {
@@ -111,6 +114,7 @@ impl Cpu {
             legacy: false,
             kick: Arc::new(AtomicBool::new(false)),
             instret: 0,
+            profile: GuestProfile::from_env(identity.index),
         }
     }
 
@@ -228,7 +232,11 @@ impl Cpu {
                     None => continue,
                 },
             };
+            let (start, before) = (self.state.rip, self.instret);
             let r = self.run_block(&fetched.block, limit);
+            if let Some(profile) = &mut self.profile {
+                profile.record(start, self.instret - before);
+            }
             self.return_block(fetched);
             if let Some(exit) = r? {
                 return Ok(exit);

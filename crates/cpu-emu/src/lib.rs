@@ -28,6 +28,7 @@ mod msr;
 mod operand;
 mod phys;
 mod predecode;
+mod profile;
 mod rep_bulk;
 mod sse;
 pub mod state;
