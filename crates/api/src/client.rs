@@ -373,6 +373,19 @@ impl Client {
         .await
     }
 
+    /// `POST /v1/containers/{id}/kill` with `signal` (a name such as SIGTERM, or a number).
+    pub async fn kill_container(&self, id: &str, signal: &str) -> Result<Instance, ClientError> {
+        let body = crate::types::KillRequest {
+            signal: Some(signal.to_string()),
+        };
+        self.call(
+            Method::POST,
+            &format!("/v1/containers/{}/kill", enc(id)),
+            Some(&body),
+        )
+        .await
+    }
+
     /// `DELETE /v1/containers/{id}?force=`.
     pub async fn remove_container(&self, id: &str, force: bool) -> Result<(), ClientError> {
         self.text(

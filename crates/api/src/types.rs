@@ -210,9 +210,11 @@ pub struct ExecRequest {
     pub env: Vec<String>,
     /// `uid[:gid]`.
     pub user: Option<String>,
-    /// Run it on a terminal (`exec -t`): create a session with `POST /v1/containers/{id}/execs`
-    /// and attach with `POST /v1/execs/{exec}/start`.
+    /// Run it on a terminal (`exec -t`); only in a session (`POST /v1/containers/{id}/execs`,
+    /// attached with `POST /v1/execs/{exec}/start`).
     pub tty: bool,
+    /// Give it a stdin the session's attach writes to (`exec -i`); only in a session.
+    pub interactive: bool,
 }
 
 /// The result of an exec.

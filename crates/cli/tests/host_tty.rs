@@ -8,100 +8,13 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 mod daemon_teardown;
+mod daemon_world;
 mod pty_driver;
 
+use daemon_world::{require_host, skip, World};
 use pty_driver::PtyChild;
 
 const T: Duration = Duration::from_secs(30);
-
-fn skip() -> bool {
-    std::env::var("CORRAL_SKIP_HOST_TESTS").as_deref() == Ok("1")
-}
-
-fn require_host() {
-    assert_eq!(
-        nix::unistd::geteuid().as_raw(),
-        0,
-        "host_ tests need root (set CORRAL_SKIP_HOST_TESTS=1 to skip)"
-    );
-    assert!(
-        Path::new("/bin/busybox").exists(),
-        "/bin/busybox is missing (apt-get install busybox-static)"
-    );
-}
-
-/// A private daemon world (root and run dirs) with the busybox image.
-struct World {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    run: PathBuf,
-}
-
-impl World {
-    fn new() -> World {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("daemon-tty-{}-", std::process::id()))
-            .tempdir()
-            .unwrap();
-        let w = World {
-            root: dir.path().join("root"),
-            run: dir.path().join("run"),
-            _dir: dir,
-        };
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
-        let out = Command::new(&script)
-            .env("CORRAL", env!("CARGO_BIN_EXE_corral"))
-            .env("CORRAL_ROOT", &w.root)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        w
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_corral"));
-        c.args(args)
-            .env("CORRAL_ROOT", &self.root)
-            .env("CORRAL_RUN", &self.run)
-            .env_remove("CORRAL_OCI_RUNTIME")
-            .env_remove("CORRAL_CRASH_AT");
-        c
-    }
-
-    fn corral(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.corral(args);
-        assert!(
-            out.status.success(),
-            "corral {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn daemon_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.run.join("corral.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        // A VM's monitor outlives the daemon by design: a failed test must not leave one.
-        let _ = self.corral(&["vm", "rm", "-f", "con1"]);
-        daemon_teardown::stop_world(&|args| self.corral(args), &|| self.daemon_pid());
-    }
-}
 
 /// Resize the terminal, then ask the shell for its size until it reports the new one (the
 /// window change travels CLI → daemon → terminal on its own schedule).
@@ -402,53 +315,37 @@ fn host_attach_joins_a_running_container_and_the_detach_keys_leave_it_running() 
 }
 
 #[test]
-fn host_exec_it_ends_cleanly_when_the_daemon_dies_and_the_container_survives() {
+fn host_run_it_terminal_survives_the_daemon_and_attach_joins_it_again() {
     if skip() {
         return;
     }
     require_host();
     let w = World::new();
-    w.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
-    let mut p = PtyChild::spawn(w.cmd(&["exec", "-it", "box", "sh"]), 24, 80);
-    p.expect("# ", T);
-    p.send(b"echo marker-$((3*3))\r");
-    p.expect("marker-9", T);
-    let daemon = w.daemon_pid().expect("the daemon runs");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    // The session ends with the daemon that held its terminal, and says so.
-    assert_eq!(p.wait(T).code(), Some(1), "{}", p.output());
-    p.expect("went away during exec session", T);
-    p.expect("container box runs on", T);
-    // The container runs on under the next daemon; the session's shell did not stay behind.
-    let info: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "box"])).unwrap();
-    assert_eq!(info[0]["state"], "running", "{info}");
-    let top = w.ok(&["top", "box"]);
-    assert!(!top.contains(" sh"), "{top}");
     // A run -it container's terminal is its shim's: it survives a daemon's death, and attach
-    // joins it again under the next daemon.
+    // joins it again under the next daemon. (Exec sessions: host_exec.rs.)
     let mut p = PtyChild::spawn(
         w.cmd(&["run", "-it", "--name", "tty2", "busybox", "sh"]),
         24,
         80,
     );
     p.expect("# ", T);
-    let daemon = w.daemon_pid().expect("the daemon runs");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    w.kill9_daemon();
     assert_eq!(p.wait(T).code(), Some(1), "{}", p.output());
     p.expect("`corral attach tty2` joins it again", T);
     let mut p = PtyChild::spawn(w.cmd(&["attach", "tty2"]), 24, 80);
     p.send(b"echo back-$((5+5)); exit 7\r");
     p.expect("back-10", T);
     assert_eq!(p.wait(T).code(), Some(7), "{}", p.output());
-    w.ok(&["rm", "-f", "box", "tty2"]);
+    w.ok(&["rm", "-f", "tty2"]);
+}
+
+/// Removes a VM when dropped (before the world, which does not know VMs).
+struct VmGone<'a>(&'a World, &'static str);
+
+impl Drop for VmGone<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.corral(&["vm", "rm", "-f", self.1]);
+    }
 }
 
 /// The guest kernel: CORRAL_GUEST_KERNEL (scripts/test.sh sets it), else the shared one.
@@ -562,6 +459,8 @@ fn host_emu_vm_console_attach_detach_cycles_then_a_guest_cooperative_shutdown() 
     let kernel = kernel();
     require_ctrl_alt_del(&kernel);
     let w = World::new();
+    // A VM's monitor outlives the daemon by design: a failed test must not leave one.
+    let _vm = VmGone(&w, "con1");
     let initrd = console_initramfs(&w.root.parent().unwrap().join("guest"));
     w.ok(&[
         "vm",

@@ -39,8 +39,6 @@ pub struct AppState {
     pub net: crate::network::Networking,
     /// Apps and their reconcile tasks.
     pub apps: crate::apps::Apps,
-    /// Exec sessions on terminals.
-    pub execs: crate::containers::exec_tty::ExecSessions,
     /// Containers the user stopped: their restart policy stays quiet until the next start.
     pub user_stopped: Mutex<std::collections::HashSet<String>>,
     /// Containers being started by an attach: their shim keeps the output for it.
@@ -67,7 +65,6 @@ impl AppState {
             token,
             net,
             apps: crate::apps::Apps::default(),
-            execs: Default::default(),
             user_stopped: Mutex::default(),
             attach_pending: Mutex::default(),
         }

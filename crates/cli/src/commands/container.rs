@@ -83,6 +83,11 @@ pub struct RunArgs {
     /// The keys that detach from the container's terminal, leaving it running.
     #[arg(long = "detach-keys", value_name = "KEYS", default_value = terminal::DEFAULT_DETACH_KEYS)]
     pub detach_keys: String,
+    /// Attached without a terminal: pass the signals this command gets (Ctrl-C, SIGTERM, …)
+    /// to the container's process.
+    #[arg(long = "sig-proxy", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+        num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub sig_proxy: bool,
     /// Image to run.
     pub image: String,
     /// Command and arguments (default: the image's).
@@ -154,6 +159,11 @@ pub struct AttachArgs {
     /// Do not send this terminal's input to the container.
     #[arg(long = "no-stdin")]
     pub no_stdin: bool,
+    /// Without a terminal: pass the signals this command gets (Ctrl-C, SIGTERM, …) to the
+    /// container's process.
+    #[arg(long = "sig-proxy", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+        num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub sig_proxy: bool,
     /// Container name or ID.
     pub container: String,
 }
@@ -237,4 +247,5 @@ pub struct StatsArgs {
 
 mod attach;
 mod interactive;
+mod sigproxy;
 mod verbs;

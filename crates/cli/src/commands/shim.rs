@@ -1,4 +1,4 @@
-//! `corral shim`: the per-container supervisor.
+//! `corral shim`: the per-container supervisor, and with `--exec` the per-exec-session one.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,15 +7,31 @@ use clap::Args;
 
 use crate::cli::GlobalArgs;
 
-/// Supervise one container: own its stdio, log file and exit status.
+/// Supervise one container: own its stdio, log file and exit status (or with `--exec`, one
+/// exec session's process in it).
 #[derive(Debug, Args)]
 pub struct ShimArgs {
     /// The container's ID.
     #[arg(long)]
     pub id: String,
     /// The container's OCI bundle (its folder: logs and status files go there too).
-    #[arg(long, value_name = "DIR")]
-    pub bundle: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "exec")]
+    pub bundle: Option<PathBuf>,
+    /// Run the exec session whose folder (its request, pid and status files) is DIR in the
+    /// running container instead (needs --attach-socket).
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "bundle",
+        requires = "attach_socket"
+    )]
+    pub exec: Option<PathBuf>,
+    /// An exec session's terminal size: rows.
+    #[arg(long, requires = "cols")]
+    pub rows: Option<u16>,
+    /// An exec session's terminal size: columns.
+    #[arg(long, requires = "rows")]
+    pub cols: Option<u16>,
     /// The OCI runtime binary.
     #[arg(long, value_name = "PATH")]
     pub runtime: PathBuf,
@@ -48,10 +64,32 @@ pub struct ShimArgs {
 impl ShimArgs {
     /// Run the verb.
     pub fn run(self, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let first_attach_wait = self
+            .first_attach_wait_ms
+            .map(std::time::Duration::from_millis);
+        if let (Some(dir), Some(socket)) = (self.exec, &self.attach_socket) {
+            let cfg = corral_daemon::shim::exec::ExecShimConfig {
+                container: self.id,
+                dir,
+                runtime: self.runtime,
+                runtime_args: self.runtime_args,
+                runtime_root: self.runtime_root,
+                ready_fd: self.ready_fd,
+                attach_socket: socket.clone(),
+                first_attach_wait,
+                size: self
+                    .rows
+                    .zip(self.cols)
+                    .map(|(rows, cols)| corral_api::TtySize { rows, cols }),
+            };
+            corral_daemon::shim::exec::run(&cfg)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let bundle = self.bundle.expect("clap requires --bundle without --exec");
         let cfg = corral_daemon::shim::ShimConfig {
             id: self.id,
-            dir: self.bundle.clone(),
-            bundle: self.bundle,
+            dir: bundle.clone(),
+            bundle,
             runtime: self.runtime,
             runtime_args: self.runtime_args,
             runtime_root: self.runtime_root,
@@ -60,9 +98,7 @@ impl ShimArgs {
             attach_socket: self.attach_socket,
             terminal: self.terminal,
             stdin: self.stdin,
-            first_attach_wait: self
-                .first_attach_wait_ms
-                .map(std::time::Duration::from_millis),
+            first_attach_wait,
         };
         corral_daemon::shim::run(&cfg)?;
         Ok(ExitCode::SUCCESS)

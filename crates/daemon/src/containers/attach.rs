@@ -16,8 +16,12 @@ use crate::shim::tty::PROTOCOL;
 use crate::state::AppState;
 
 async fn connect(state: &AppState, id: &str) -> ApiResult<UnixStream> {
-    let path = state.config.shim_socket(id);
-    UnixStream::connect(&path).await.map_err(|e| {
+    connect_at(&state.config.shim_socket(id)).await
+}
+
+/// Connect to the attach socket at `path` (a container's shim or an exec session's).
+pub(crate) async fn connect_at(path: &std::path::Path) -> ApiResult<UnixStream> {
+    UnixStream::connect(path).await.map_err(|e| {
         ApiError::internal(
             format!("connecting to the terminal at {}", path.display()),
             e,
@@ -27,7 +31,12 @@ async fn connect(state: &AppState, id: &str) -> ApiResult<UnixStream> {
 
 /// Ask the shim of container `id` to resize its terminal.
 async fn shim_resize(state: &AppState, id: &str, size: TtySize) -> ApiResult<()> {
-    let mut s = connect(state, id).await?;
+    shim_resize_at(&state.config.shim_socket(id), size).await
+}
+
+/// Ask the shim serving the attach socket at `path` to resize its terminal.
+pub(crate) async fn shim_resize_at(path: &std::path::Path, size: TtySize) -> ApiResult<()> {
+    let mut s = connect_at(path).await?;
     let line = format!("{PROTOCOL} resize {} {}\n", size.rows, size.cols);
     s.write_all(line.as_bytes())
         .await

@@ -5,7 +5,7 @@
 pub mod attach;
 mod caps;
 pub mod cgroup;
-pub mod exec_tty;
+pub mod exec_session;
 mod netsetup;
 pub mod observe;
 pub mod oci_config;

@@ -142,6 +142,7 @@ pub async fn teardown(state: &Arc<AppState>, rec: &InstanceRecord) {
         }
     }
     runtime::delete_force(&state.config, &rec.id).await;
+    super::exec_session::end_all(state, &dir).await;
     // A shim that was killed left its attach socket behind.
     let sock = state.config.shim_socket(&rec.id);
     for path in [sock.with_extension("console"), sock] {

@@ -60,8 +60,6 @@ async fn spawn_shim(
 ) -> ApiResult<(i32, i32)> {
     let cfg = &state.config;
     let dir = cfg.container_dir(id);
-    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| ApiError::internal("creating the readiness pipe", e))?;
     let shim_log = std::fs::File::create(dir.join("shim.log"))
         .map_err(|e| ApiError::internal("creating shim.log", e))?;
     let mut cmd = tokio::process::Command::new(&cfg.corral_exe);
@@ -102,13 +100,37 @@ async fn spawn_shim(
     for a in &cfg.oci_runtime_args {
         cmd.arg(format!("--runtime-arg={a}"));
     }
+    let (shim_pid, line) = spawn_supervisor(cmd, shim_log, &cfg.corral_exe).await?;
+    if let Some(pid) = line.strip_prefix("ok ") {
+        let init: i32 = pid.parse().unwrap_or(0);
+        return Ok((shim_pid, init));
+    }
+    let msg = line.strip_prefix("err ").unwrap_or(&line);
+    let msg = if msg.is_empty() {
+        let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+        format!("the shim exited without reporting: {}", log.trim())
+    } else {
+        msg.to_string()
+    };
+    Err(ApiError::Internal(format!("cannot start container: {msg}")))
+}
+
+/// Spawn a shim (`cmd`, which passes `--ready-fd 3`) in a session of its own with its output
+/// in `log`, so it outlives the daemon; its pid and its readiness line (empty when it exited
+/// without one).
+pub(crate) async fn spawn_supervisor(
+    mut cmd: tokio::process::Command,
+    log: std::fs::File,
+    exe: &std::path::Path,
+) -> ApiResult<(i32, String)> {
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| ApiError::internal("creating the readiness pipe", e))?;
     cmd.stdin(std::process::Stdio::null())
         .stdout(
-            shim_log
-                .try_clone()
-                .map_err(|e| ApiError::internal("shim.log", e))?,
+            log.try_clone()
+                .map_err(|e| ApiError::internal("the shim's log", e))?,
         )
-        .stderr(shim_log);
+        .stderr(log);
     let wfd = ready_w.as_raw_fd();
     // SAFETY: between fork and exec we only call async-signal-safe functions (setsid, dup2,
     // fcntl) on fds that stay valid because the parent holds them until spawn returns.
@@ -123,9 +145,9 @@ async fn spawn_shim(
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| {
-        ApiError::internal(format!("starting {} shim", cfg.corral_exe.display()), e)
-    })?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| ApiError::internal(format!("starting {} shim", exe.display()), e))?;
     drop(ready_w);
     let shim_pid = child.id().unwrap_or(0) as i32;
     drop(child); // tokio reaps it when it exits
@@ -137,19 +159,7 @@ async fn spawn_shim(
     })
     .await
     .map_err(|e| ApiError::internal("waiting for the shim", e))?;
-    let line = line.trim();
-    if let Some(pid) = line.strip_prefix("ok ") {
-        let init: i32 = pid.parse().unwrap_or(0);
-        return Ok((shim_pid, init));
-    }
-    let msg = line.strip_prefix("err ").unwrap_or(line);
-    let msg = if msg.is_empty() {
-        let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
-        format!("the shim exited without reporting: {}", log.trim())
-    } else {
-        msg.to_string()
-    };
-    Err(ApiError::Internal(format!("cannot start container: {msg}")))
+    Ok((shim_pid, line.trim().to_string()))
 }
 
 /// Watch the shim `pid` of container `id` and record the exit when it goes away.

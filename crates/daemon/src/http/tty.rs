@@ -14,7 +14,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{ApiJson, S};
-use crate::containers::{attach, exec_tty};
+use crate::containers::{attach, exec_session};
 use crate::error::{ApiError, ApiResult};
 
 /// Options of an attach.
@@ -113,7 +113,7 @@ pub async fn resize(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Create an exec session on a terminal in a running container.
+/// Create an exec session (on a terminal or not) in a running container.
 #[utoipa::path(post, path = "/v1/containers/{id}/execs",
     params(("id" = String, Path, description = "name or id")), request_body = ExecRequest,
     responses((status = 201, body = ExecSession), (status = 409, body = corral_api::ErrorBody)))]
@@ -124,15 +124,16 @@ pub async fn create_exec(
 ) -> ApiResult<(StatusCode, Json<ExecSession>)> {
     Ok((
         StatusCode::CREATED,
-        Json(exec_tty::create(&state, &id, req)?),
+        Json(exec_session::create(&state, &id, req)?),
     ))
 }
 
-/// Start an exec session and attach to its terminal (an upgrade to its raw bytes; the
-/// stream ends once the exit status is known).
+/// Start an exec session and attach to it (an upgrade: a terminal's raw bytes, or without a
+/// terminal the output in frames and raw input; the stream ends once the exit status is
+/// known).
 #[utoipa::path(post, path = "/v1/execs/{exec}/start",
     params(("exec" = String, Path, description = "session id"), AttachQuery),
-    responses((status = 101, description = "the terminal's raw bytes follow"),
+    responses((status = 101, description = "the terminal's raw bytes, or framed stdio, follow"),
         (status = 404, body = corral_api::ErrorBody), (status = 409, body = corral_api::ErrorBody)))]
 pub async fn start_exec(
     State(state): S,
@@ -141,18 +142,19 @@ pub async fn start_exec(
     mut req: Request,
 ) -> ApiResult<Response> {
     let on_upgrade = upgrade_of(&mut req)?;
-    let started = exec_tty::start(&state, &exec, q.size()).await?;
+    let shim = exec_session::start(&state, &exec, q.size()).await?;
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(up) => {
+            Ok(up) if shim.tty => {
                 attach::splice(
                     TokioIo::new(up),
-                    started.terminal,
-                    started.ended,
-                    started.before_close,
+                    shim.stream,
+                    std::future::pending(),
+                    async { Vec::new() },
                 )
                 .await
             }
+            Ok(up) => attach::splice_stdio(TokioIo::new(up), shim.stream).await,
             Err(e) => tracing::warn!(error = %e, "exec upgrade failed"),
         }
     });
@@ -168,7 +170,7 @@ pub async fn resize_exec(
     Path(exec): Path<String>,
     ApiJson(size): ApiJson<TtySize>,
 ) -> ApiResult<StatusCode> {
-    exec_tty::resize(&state, &exec, size)?;
+    exec_session::resize(&state, &exec, size).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -180,7 +182,7 @@ pub async fn inspect_exec(
     State(state): S,
     Path(exec): Path<String>,
 ) -> ApiResult<Json<ExecSession>> {
-    Ok(Json(exec_tty::inspect(&state, &exec)?))
+    Ok(Json(exec_session::inspect(&state, &exec)?))
 }
 
 /// Attach to a running VM's serial console (an upgrade to its raw bytes; closing the

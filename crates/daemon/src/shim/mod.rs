@@ -8,8 +8,10 @@
 //! Readiness goes to the daemon on `--ready-fd`: `ok PID\n` or `err MESSAGE\n`.
 //! With `--attach-socket` clients attach there: to the terminal the shim holds for a
 //! container with `--terminal` ([`tty`]), else to its output and, with `--stdin`, to the
-//! input pipe the shim holds for it ([`stdio`]).
+//! input pipe the shim holds for it ([`stdio`]). An exec session has a shim of its own
+//! ([`exec`]).
 
+pub mod exec;
 pub mod fanout;
 pub mod log;
 pub mod stdio;
@@ -125,6 +127,23 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 struct Ready(Option<File>);
 
 impl Ready {
+    /// The readiness fd the daemon passed (ours alone from here on), kept from our children.
+    fn from_fd(fd: Option<i32>) -> Ready {
+        // SAFETY: the fd was passed by the daemon for us alone; we own it from here on.
+        let f = fd.map(|fd| File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
+        if let Some(f) = &f {
+            // SAFETY: F_SETFD on an fd we own; no pointers.
+            unsafe {
+                libc::fcntl(
+                    std::os::fd::AsRawFd::as_raw_fd(f),
+                    libc::F_SETFD,
+                    libc::FD_CLOEXEC,
+                )
+            };
+        }
+        Ready(f)
+    }
+
     fn send(&mut self, msg: &str) {
         if let Some(mut f) = self.0.take() {
             let _ = writeln!(f, "{}", msg.replace('\n', " "));
@@ -155,21 +174,7 @@ impl ShimConfig {
 
 /// Run the shim until the container exits; returns the container's exit code.
 pub fn run(cfg: &ShimConfig) -> Result<i32, ShimError> {
-    // SAFETY: the fd was passed by the daemon for us alone; we own it from here on.
-    let mut ready = Ready(
-        cfg.ready_fd
-            .map(|fd| File::from(unsafe { OwnedFd::from_raw_fd(fd) })),
-    );
-    if let Some(f) = &ready.0 {
-        // SAFETY: F_SETFD on an fd we own; no pointers.
-        unsafe {
-            libc::fcntl(
-                std::os::fd::AsRawFd::as_raw_fd(f),
-                libc::F_SETFD,
-                libc::FD_CLOEXEC,
-            )
-        };
-    }
+    let mut ready = Ready::from_fd(cfg.ready_fd);
     match supervise(cfg, &mut ready) {
         Ok(code) => Ok(code),
         Err(e) => {
@@ -258,9 +263,10 @@ fn supervise(cfg: &ShimConfig, ready: &mut Ready) -> Result<i32, ShimError> {
         });
     }
     let terminal = match (master, &cfg.attach_socket) {
-        (Some(Ok(master)), Some(path)) => {
-            Some(tty::Terminal::serve(master, path, log.clone()).map_err(io_err("bind", path))?)
-        }
+        (Some(Ok(master)), Some(path)) => Some(
+            tty::Terminal::serve(master, path, Some(log.clone()), false)
+                .map_err(io_err("bind", path))?,
+        ),
         (Some(Err(e)), _) => {
             cfg.delete();
             return Err(ShimError::Runtime {

@@ -4,7 +4,8 @@
 //! what it writes goes to the container's stdin when the container was started with one (a
 //! pipe the shim holds; otherwise the input is dropped). When the client's input ends, a
 //! `close-stdin` attach closes the container's stdin (`run -i`: `cat` sees its end of file);
-//! a plain attach leaves it open for the next client. A resize is refused: there is no
+//! a plain attach leaves it open for the next client, and so does a client that vanished
+//! (its connection closed both ways, as when the daemon dies). A resize is refused: there is no
 //! terminal.
 
 use std::fs::File;
@@ -118,9 +119,23 @@ fn serve_client(conn: UnixStream, clients: &Fanout, stdin: &Mutex<Option<File>>)
             Err(_) => return,
         }
     }
-    if close_stdin {
+    // A client that vanished (its connection closed both ways: the daemon died) did not end
+    // the input; the process keeps its stdin for the next one.
+    if close_stdin && !hung_up(&input) {
         stdin.lock().expect("stdin poisoned").take();
     }
+}
+
+/// Whether the peer of `conn` closed it entirely, rather than only ended its writing.
+fn hung_up(conn: &UnixStream) -> bool {
+    let mut fds = [libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(conn),
+        events: libc::POLLOUT,
+        revents: 0,
+    }];
+    // SAFETY: poll reads and writes the one pollfd we own, for the length we pass.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+    n == 1 && fds[0].revents & libc::POLLHUP != 0
 }
 
 #[cfg(test)]
@@ -150,6 +165,15 @@ mod tests {
         let mut line = [0u8; 4];
         stdin.read_exact(&mut line).unwrap();
         assert_eq!(&line, b"one\n");
+
+        // A close-stdin client that vanishes (closed both ways) leaves stdin open.
+        let mut gone = UnixStream::connect(&path).unwrap();
+        writeln!(gone, "{PROTOCOL} attach close-stdin").unwrap();
+        gone.write_all(b"gone\n").unwrap();
+        drop(gone);
+        let mut word = [0u8; 5];
+        stdin.read_exact(&mut word).unwrap();
+        assert_eq!(&word, b"gone\n");
 
         // A close-stdin attach: its end is the container's end of input.
         let mut b = UnixStream::connect(&path).unwrap();

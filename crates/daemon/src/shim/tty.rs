@@ -1,6 +1,7 @@
-//! The terminal of a container started with `tty`: the shim holds the pty master, copies its
-//! output into the log (as `stdout`) and to every attached client, and serves the attach
-//! socket, which the daemon connects to on behalf of API clients.
+//! The terminal of a container started with `tty` (or of an exec session's process): the shim
+//! holds the pty master, copies its output into the log (as `stdout`; an exec has none) and to
+//! every attached client, and serves the attach socket, which the daemon connects to on behalf
+//! of API clients.
 //!
 //! # Attach socket protocol, version 1
 //! A client connects and writes one request line:
@@ -73,11 +74,14 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
 }
 
 impl Terminal {
-    /// Serve `master` on a socket at `path`, logging its output into `log`.
+    /// Serve `master` on a socket at `path`, logging its output into `log`. Clients are let go
+    /// when the terminal closes, unless `hold_open`: then at [`Terminal::finish`] (an exec's
+    /// shim sends the runtime's error first).
     pub fn serve(
         master: OwnedFd,
         path: &Path,
-        log: Arc<Mutex<LogWriter>>,
+        log: Option<Arc<Mutex<LogWriter>>>,
+        hold_open: bool,
     ) -> std::io::Result<Terminal> {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
@@ -89,7 +93,10 @@ impl Terminal {
             let reader = master.try_clone()?;
             let clients = clients.clone();
             std::thread::spawn(move || {
-                copy_output(reader, &clients, &log);
+                copy_output(reader, &clients, log.as_deref());
+                if !hold_open {
+                    clients.close();
+                }
                 let _ = done_tx.send(());
             });
         }
@@ -112,6 +119,16 @@ impl Terminal {
         })
     }
 
+    /// Wait up to `grace` for the terminal to close (the output drained).
+    pub fn drain(&self, grace: Duration) {
+        let _ = self.done.recv_timeout(grace);
+    }
+
+    /// Send `bytes` to every client after the terminal's output.
+    pub fn push(&self, bytes: &[u8]) {
+        self.clients.push(bytes);
+    }
+
     /// After the container ended: let the output drain (the terminal closes when its last
     /// process does; at most `grace`); when a client is on its way (`first_attach`), wait that
     /// long for it to collect the output; then close every client and remove the socket.
@@ -126,7 +143,7 @@ impl Terminal {
 }
 
 /// Copy the master's output to the log and the clients until the terminal closes (EIO).
-fn copy_output(mut master: File, clients: &Fanout, log: &Mutex<LogWriter>) {
+fn copy_output(mut master: File, clients: &Fanout, log: Option<&Mutex<LogWriter>>) {
     let mut buf = [0u8; 8192];
     let mut lines = Lines::new("stdout");
     loop {
@@ -137,11 +154,14 @@ fn copy_output(mut master: File, clients: &Fanout, log: &Mutex<LogWriter>) {
             Err(_) => break,
         };
         let out = &buf[..n];
-        lines.push(out, log);
+        if let Some(log) = log {
+            lines.push(out, log);
+        }
         clients.push(out);
     }
-    lines.flush(log);
-    clients.close();
+    if let Some(log) = log {
+        lines.flush(log);
+    }
 }
 
 fn serve_client(conn: UnixStream, mut master: File, clients: &Fanout) {
@@ -232,7 +252,7 @@ mod tests {
         nix::sys::termios::cfmakeraw(&mut t);
         nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &t).unwrap();
         let path = dir.path().join("attach.sock");
-        let term = Terminal::serve(pty.master, &path, log.clone()).unwrap();
+        let term = Terminal::serve(pty.master, &path, Some(log.clone()), false).unwrap();
         let mut slave = File::from(pty.slave);
         slave.write_all(b"before attach\n").unwrap();
 

@@ -20,7 +20,7 @@ use crate::commands::terminal::{self, DetachKeys, Ended, RawMode};
 
 /// Copy the container's framed output to stdout/stderr until the daemon closes the stream;
 /// with `input`, stdin goes to the stream and its end is passed on as a write shutdown.
-async fn stdio_session<S>(stream: S, input: bool) -> anyhow::Result<()>
+pub(super) async fn stdio_session<S>(stream: S, input: bool) -> anyhow::Result<()>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -76,6 +76,10 @@ impl RunArgs {
         let api = Api::connect(global)?;
         let exit = api.block_on(async {
             let inst = api.client.create_container(&spec).await?;
+            let _proxy = match self.sig_proxy {
+                true => Some(super::sigproxy::start(&api.client, &inst.id)?),
+                false => None,
+            };
             // Started by the attach, so no output is missed.
             let stream = match api.client.attach_stdio(&inst.id, true, true).await {
                 Ok(s) => s,
@@ -109,6 +113,10 @@ impl AttachArgs {
         let id = inst.id.clone();
         if !spec.tty {
             let exit = api.block_on(async {
+                let _proxy = match self.sig_proxy {
+                    true => Some(super::sigproxy::start(&api.client, &id)?),
+                    false => None,
+                };
                 let stream = api.client.attach_stdio(&id, false, false).await?;
                 stdio_session(stream, input).await?;
                 let exit = api.client.wait_container(&id).await;

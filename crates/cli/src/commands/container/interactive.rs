@@ -1,6 +1,7 @@
-//! `run -t` and `exec -t`: the process on a terminal in the container, this terminal attached
+//! `run -t` and `exec`: the process on a terminal in the container, this terminal attached
 //! to it through the daemon (raw mode with `-i`, window size changes forwarded; `run -it`
-//! detaches with the detach keys, leaving the container running).
+//! detaches with the detach keys, leaving the container running); `exec` without `-t` joins
+//! the process's stdio to ours instead.
 
 use std::os::fd::AsFd;
 use std::process::ExitCode;
@@ -117,56 +118,83 @@ impl RunArgs {
 }
 
 impl ExecArgs {
-    /// `exec -t [-i]`.
-    pub(super) fn run_tty(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-        check_input(self.interactive)?;
+    /// `exec [-i] [-t]`: a session in the container, its terminal (`-t`) or its stdout and
+    /// stderr (with `-i`, our stdin as its stdin) joined to ours; its exit status as ours.
+    pub(super) fn run_session(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        if self.tty {
+            check_input(self.interactive)?;
+        }
         let api = Api::connect(global)?;
         let req = ExecRequest {
             command: self.command.clone(),
             env: self.env.clone(),
             user: self.user.clone(),
-            tty: true,
+            tty: self.tty,
+            interactive: self.interactive,
         };
         let exit = api.block_on(async {
             let session = api.client.create_exec(&self.container, &req).await?;
-            let stream = api.client.start_exec(&session.id, terminal::size()).await?;
-            let raw = if self.interactive {
-                Some(RawMode::enter()?)
-            } else {
-                None
-            };
-            let client = api.client.clone();
-            let sid = session.id.clone();
-            let ended = terminal::run(stream, self.interactive, None, |size: TtySize| {
-                let (client, sid) = (client.clone(), sid.clone());
-                async move {
-                    let _ = client.resize_exec(&sid, size).await;
-                }
-            })
-            .await;
-            drop(raw);
-            ended?;
-            // The daemon closes the stream once the status is known; allow a moment anyway.
-            for _ in 0..100 {
-                let s = match api.client.exec_session(&session.id).await {
-                    Ok(s) => s,
-                    // The daemon holds a session's terminal: one that died (or a new one,
-                    // which never knew the session) means the session ended with it.
-                    Err(e) if daemon_lost(&e) || e.status() == Some(404) => bail!(
-                        "the daemon went away during exec session {}, which ended with it (its \
-                         process lost its terminal); container {} runs on",
-                        session.id,
-                        self.container
-                    ),
-                    Err(e) => return Err(e.into()),
+            let size = if self.tty { terminal::size() } else { None };
+            let stream = api.client.start_exec(&session.id, size).await?;
+            let streamed = if self.tty {
+                let raw = if self.interactive {
+                    Some(RawMode::enter()?)
+                } else {
+                    None
                 };
-                if let Some(c) = s.exit_code {
-                    return anyhow::Ok(c);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            bail!("exec session {} did not report an exit status", session.id)
+                let client = api.client.clone();
+                let sid = session.id.clone();
+                let ended = terminal::run(stream, self.interactive, None, |size: TtySize| {
+                    let (client, sid) = (client.clone(), sid.clone());
+                    async move {
+                        let _ = client.resize_exec(&sid, size).await;
+                    }
+                })
+                .await;
+                drop(raw);
+                ended.map(drop)
+            } else {
+                super::attach::stdio_session(stream, self.interactive).await
+            };
+            self.session_status(&api.client, &session.id, streamed)
+                .await
         })?;
         Ok(code(exit))
+    }
+
+    /// The exit status of session `sid` once its stream ended (`streamed`: how it ended).
+    async fn session_status(
+        &self,
+        client: &Client,
+        sid: &str,
+        streamed: anyhow::Result<()>,
+    ) -> anyhow::Result<i32> {
+        // The shim records the status before it ends the stream; allow a moment anyway.
+        for _ in 0..100 {
+            let s =
+                match client.exec_session(sid).await {
+                    Ok(s) => s,
+                    // The session's shim holds its process's terminal or pipes, not the daemon.
+                    Err(e) if daemon_lost(&e) => {
+                        bail!(
+                    "the daemon went away during exec session {sid}; its process runs on in \
+                     container {} (the session's shim holds its {}) and its exit status will \
+                     be recorded: `corral inspect {sid}` shows it",
+                    self.container,
+                    if self.tty { "terminal" } else { "input and output" }
+                )
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+            if let Some(c) = s.exit_code {
+                return Ok(c);
+            }
+            streamed.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            if !s.running {
+                bail!("exec session {sid} ended without an exit status (its shim died)");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        bail!("exec session {sid} did not report an exit status")
     }
 }

@@ -6,15 +6,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use corral_api::Method;
 use corral_api::{
-    ContainerSpec, ExecRequest, ExecResponse, Instance, InstanceKind, KillRequest, LogLine,
-    TopResponse, WaitResponse,
+    ContainerSpec, Instance, InstanceKind, KillRequest, LogLine, TopResponse, WaitResponse,
 };
 
 use super::*;
 use crate::cli::GlobalArgs;
 use crate::commands::api_client::{parse_size, print_table, Api};
 use crate::commands::inventory;
-use crate::exit::not_implemented;
 use corral_api::client::enc;
 
 fn read_env_file(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
@@ -112,6 +110,10 @@ impl RunArgs {
         // Attach to the log before the start so no line (and no `--rm` exit) is missed.
         let code = api.block_on(async {
             let inst = api.client.create_container(&spec).await?;
+            let _proxy = match self.sig_proxy {
+                true => Some(super::sigproxy::start(&api.client, &inst.id)?),
+                false => None,
+            };
             let mut lines = api
                 .client
                 .lines(&format!("/v1/containers/{}/logs?follow=true", inst.id))
@@ -120,7 +122,7 @@ impl RunArgs {
                 if spec.auto_remove {
                     let _ = api.client.remove_container(&inst.id, true).await;
                 }
-                return Err(e);
+                return Err(e.into());
             }
             while let Some(l) = lines.next_line().await? {
                 print_line(&l);
@@ -131,7 +133,7 @@ impl RunArgs {
                 // here means `run --rm` returns with the container really gone, as Docker's.
                 let _ = api.client.remove_container(&inst.id, true).await;
             }
-            Ok(exit)
+            anyhow::Ok(exit)
         })?;
         Ok(ExitCode::from(code.exit_code.clamp(0, 255) as u8))
     }
@@ -277,27 +279,7 @@ impl LogsArgs {
 impl ExecArgs {
     /// Run the verb.
     pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-        if self.interactive && !self.tty {
-            return not_implemented("exec -i without -t (input without a terminal)");
-        }
-        if self.tty {
-            return self.run_tty(global);
-        }
-        let api = Api::connect(global)?;
-        let req = ExecRequest {
-            command: self.command.clone(),
-            env: self.env.clone(),
-            user: self.user.clone(),
-            tty: false,
-        };
-        let out: ExecResponse = api.block_on(api.client.call(
-            Method::POST,
-            &format!("/v1/containers/{}/exec", enc(&self.container)),
-            Some(&req),
-        ))?;
-        print!("{}", out.stdout);
-        eprint!("{}", out.stderr);
-        Ok(ExitCode::from(out.exit_code.clamp(0, 255) as u8))
+        self.run_session(global)
     }
 }
 
@@ -382,16 +364,23 @@ impl InspectArgs {
         for n in &self.objects {
             let c = api.block_on(api.client.container(n));
             let found = match c {
-                Ok(i) => i,
+                Ok(i) => serde_json::to_value(i)?,
                 Err(e) if e.status() == Some(404) => {
                     match api.block_on(api.client.call::<(), Instance>(
                         Method::GET,
                         &format!("/v1/vms/{}", enc(n)),
                         None,
                     )) {
-                        Ok(i) => i,
+                        Ok(i) => serde_json::to_value(i)?,
+                        // An exec session's id (its status outlives the daemon it ran under).
                         Err(e2) if e2.status() == Some(404) => {
-                            bail!("no container or VM named {n:?}")
+                            match api.block_on(api.client.exec_session(n)) {
+                                Ok(s) => serde_json::to_value(s)?,
+                                Err(e3) if e3.status() == Some(404) => {
+                                    bail!("no container or VM named {n:?} (nor an exec session)")
+                                }
+                                Err(e3) => return Err(e3.into()),
+                            }
                         }
                         Err(e2) => return Err(e2.into()),
                     }
