@@ -58,6 +58,8 @@ build_release() {
   log "Building corral (release)"
   cargo build --release --workspace --bins
   ln -sf corral target/release/corral-runc
+  log "Building the guest agent (static, for guests' initramfs)"
+  scripts/agent.sh
 }
 
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (it installs packages and writes $ROOT_DIR)" >&2; exit 1; }

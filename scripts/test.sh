@@ -19,4 +19,7 @@ if [ -z "${CORRAL_GUEST_KERNEL:-}" ]; then
     if [ -s "$k" ]; then export CORRAL_GUEST_KERNEL=$(realpath "$k"); break; fi
   done
 fi
+# The guest agent, static, for the VM tests' initramfs.
+CORRAL_AGENT_BIN=$(scripts/agent.sh)
+export CORRAL_AGENT_BIN
 cargo test --workspace --all-targets

@@ -101,6 +101,31 @@ pub struct Instance {
     /// the request gave none (read from its bundle); empty for VMs.
     #[serde(default)]
     pub command: Vec<String>,
+    /// A running VM's guest agent as `vm inspect` shows it (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_agent: Option<GuestAgent>,
+}
+
+/// What a running VM's guest agent (`corral-agent`) last reported.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct GuestAgent {
+    /// An agent is connected now.
+    pub connected: bool,
+    /// The agent's version.
+    pub version: Option<String>,
+    /// Time since the last heartbeat: "3s ago", "lost 40s" when they stopped coming, "n/a"
+    /// when none ever arrived.
+    pub heartbeat: String,
+    /// The guest's uptime at the last heartbeat, seconds.
+    pub guest_uptime_secs: Option<u64>,
+    /// The guest's MemTotal, bytes.
+    pub mem_total: Option<u64>,
+    /// The guest's MemAvailable, bytes.
+    pub mem_available: Option<u64>,
+    /// The guest's load averages over 1, 5 and 15 minutes.
+    pub load: Option<Vec<f64>>,
+    /// Where the inventory's MEMORY DEMAND of this VM comes from.
+    pub memory_demand_source: String,
 }
 
 /// An instance's place on a network: what `inspect` shows and apps read back.
@@ -279,7 +304,8 @@ pub struct InventoryRow {
     pub host: String,
     /// CPU use over the last sample interval, percent of one CPU.
     pub cpu_percent: Option<f64>,
-    /// Memory in use (bytes): cgroup usage for containers, resident set of the VMM for VMs.
+    /// Memory in use (bytes): cgroup usage for containers; for VMs the guest's MemTotal -
+    /// MemAvailable while its agent's heartbeats arrive, else the VMM's resident set.
     pub memory_demand: Option<u64>,
     /// Memory assigned (bytes): the limit or the guest size.
     pub memory_assigned: Option<u64>,

@@ -499,6 +499,13 @@ fn host_emu_vm_console_attach_detach_cycles_then_a_guest_cooperative_shutdown() 
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // This initramfs has no guest agent: the inventory's HEARTBEAT says n/a.
+    let table = w.ok(&["vm", "ls"]);
+    let line = table.lines().find(|l| l.starts_with("con1 ")).unwrap_or("");
+    assert!(
+        line.trim_end().ends_with("n/a"),
+        "HEARTBEAT column:\n{table}"
+    );
     console_cycle(&w, "con1", "one");
     console_cycle(&w, "con1", "two");
     let log = std::fs::read_to_string(&serial).unwrap();

@@ -1,4 +1,5 @@
-//! The inventory: live figures per instance from cgroups (containers) and /proc (VMMs).
+//! The inventory: live figures per instance from cgroups (containers), /proc (VMMs) and the
+//! guest agent (its heartbeat and the guest's memory, through the VM monitor).
 
 use std::time::Instant;
 
@@ -36,6 +37,7 @@ pub fn row(state: &AppState, rec: &InstanceRecord) -> InventoryRow {
                 .map(|s| ((corral_store::now_ms() - s).max(0) / 1000) as u64)
         })
         .flatten();
+    let mut heartbeat = None;
     let (cpu, demand, assigned, pids) = match rec.kind {
         _ if !running => (None, None, None, None),
         Kind::Container => {
@@ -52,7 +54,13 @@ pub fn row(state: &AppState, rec: &InstanceRecord) -> InventoryRow {
         Kind::Vm => {
             let pid = rec.supervisor_pid.unwrap_or(0);
             let spec: VmSpec = serde_json::from_value(rec.spec.clone()).unwrap_or_default();
-            let demand = crate::proc::rss_bytes(pid);
+            // With a guest agent the guest says what it uses; else the monitor's resident set.
+            let paused = rec.state == corral_store::State::Paused;
+            let agent = crate::vms::agent::query(&state.config.vm_socket(&rec.name));
+            heartbeat = agent.as_ref().and_then(|a| a.heartbeat(paused));
+            let demand = agent
+                .and_then(|a| a.mem_used(paused))
+                .or_else(|| crate::proc::rss_bytes(pid));
             let assigned = spec.memory_mib.map(|m| m << 20);
             let cpu = cpu_percent(state, &rec.id, crate::proc::cpu_ns(pid));
             (cpu, demand, assigned, None)
@@ -76,7 +84,7 @@ pub fn row(state: &AppState, rec: &InstanceRecord) -> InventoryRow {
         memory_assigned: assigned,
         memory_pressure: pressure,
         uptime_secs,
-        heartbeat: None,
+        heartbeat,
         pids,
     }
 }

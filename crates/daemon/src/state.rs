@@ -160,6 +160,7 @@ pub fn to_wire(rec: &InstanceRecord) -> Instance {
         spec: rec.spec.clone(),
         network: None,
         command: Vec::new(),
+        guest_agent: None,
     }
 }
 

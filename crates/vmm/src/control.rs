@@ -5,7 +5,8 @@
 //! reads one JSON object on one line; then the server closes the connection.
 //!
 //! Request: `{"version": 1, "op": "<op>"}` where `<op>` is one of
-//! - `status`  → `{"state": "running"|"paused", "vcpus": N}`
+//! - `status`  → `{"state": "running"|"paused", "vcpus": N, "agent": {…}|null}` (`agent` as below,
+//!   null when this VMM does not listen for a guest agent)
 //! - `pause`   → parks every vCPU, answers once they are parked: `{"state": "paused"}`
 //! - `resume`  → `{"state": "running"}`
 //! - `stop`    → ends the VM (the `corral vmm` process exits 0): `{"state": "stopping"}`
@@ -19,6 +20,13 @@
 //! - `balloon_stats` → `{"target_pages": n, "actual_pages": n, "inflated_pages": n,
 //!   "deflated_pages": n, "stats": {"free_memory": bytes, "total_memory": bytes, …},
 //!   "stats_age_s": n|null}` (also asks the guest for fresh statistics)
+//! - `agent` → what the guest agent (`corral-agent`, see `crate::agent`) last said:
+//!   `{"connected": bool, "connections": n, "agent_version": "…"|null, "heartbeats": n,
+//!   "last_heartbeat": null|{"age_ms": n, "unix_ms": n, "seq": n, "uptime_ms": n|null,
+//!   "mem_total_kib": n|null, "mem_available_kib": n|null, "mem_used_bytes": n|null,
+//!   "load": [l1, l5, l15]|null}}`; an error when this VMM does not listen for an agent
+//! - `agent_shutdown` → asks the guest agent to power the guest off (the VM then ends):
+//!   `{"requested": true}`, or an error when no agent is connected
 //!
 //! Response: `{"version": 1, "ok": true, "result": {...}}` or
 //! `{"version": 1, "ok": false, "error": "<message>"}`. A request with another `version` is
@@ -90,6 +98,10 @@ pub enum Op {
     Balloon,
     /// The balloon's state and the guest's memory statistics.
     BalloonStats,
+    /// The guest agent's state and last heartbeat.
+    Agent,
+    /// Ask the guest agent to power the guest off.
+    AgentShutdown,
 }
 
 /// A response.
@@ -153,6 +165,14 @@ pub trait Controlled {
     fn balloon_stats(&self) -> Result<serde_json::Value, String> {
         Err("this VM has no balloon device".into())
     }
+    /// The guest agent's state as JSON; None when nobody listens for an agent.
+    fn agent(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Ask the guest agent to power the guest off.
+    fn agent_shutdown(&self) -> Result<(), String> {
+        Err("this VM monitor does not listen for a guest agent (the VM has no vsock)".into())
+    }
 }
 
 impl Controlled for MachineHandle {
@@ -205,6 +225,7 @@ pub fn handle_line(line: &str, target: &dyn Controlled) -> Response {
         Op::Status => Response::ok(serde_json::json!({
             "state": state(target.is_paused()),
             "vcpus": target.vcpus(),
+            "agent": target.agent(),
         })),
         Op::Pause => {
             target.pause();
@@ -232,6 +253,16 @@ pub fn handle_line(line: &str, target: &dyn Controlled) -> Response {
         },
         Op::BalloonStats => match target.balloon_stats() {
             Ok(v) => Response::ok(v),
+            Err(e) => Response::err(e),
+        },
+        Op::Agent => match target.agent() {
+            Some(v) => Response::ok(v),
+            None => Response::err(
+                "this VM monitor does not listen for a guest agent (the VM has no vsock)".into(),
+            ),
+        },
+        Op::AgentShutdown => match target.agent_shutdown() {
+            Ok(()) => Response::ok(serde_json::json!({"requested": true})),
             Err(e) => Response::err(e),
         },
     }
@@ -387,6 +418,36 @@ mod tests {
         let r = handle_line(r#"{"version":1,"op":"balloon"}"#, &f);
         assert!(r.error.unwrap().contains("target_mib"));
         assert!(!handle_line(r#"{"version":1,"op":"balloon_stats"}"#, &f).ok);
+    }
+
+    #[test]
+    fn agent_ops_answer_with_or_without_an_agent() {
+        let f = Fake::default();
+        let r = handle_line(r#"{"version":1,"op":"status"}"#, &f);
+        assert!(r.result.unwrap()["agent"].is_null());
+        let r = handle_line(r#"{"version":1,"op":"agent"}"#, &f);
+        assert!(r
+            .error
+            .unwrap()
+            .contains("does not listen for a guest agent"));
+        assert!(!handle_line(r#"{"version":1,"op":"agent_shutdown"}"#, &f).ok);
+
+        let w = crate::agent::WithAgent {
+            vm: f.clone(),
+            agent: crate::agent::AgentHandle::default(),
+        };
+        let r = handle_line(r#"{"version":1,"op":"status"}"#, &w);
+        assert_eq!(r.result.unwrap()["agent"]["connected"], false);
+        let r = handle_line(r#"{"version":1,"op":"agent"}"#, &w);
+        assert_eq!(r.result.unwrap()["heartbeats"], 0);
+        let r = handle_line(r#"{"version":1,"op":"metrics"}"#, &w);
+        let m = r.result.unwrap();
+        assert_eq!(m["rss_bytes"], 1);
+        assert_eq!(m["agent"]["connected"], false);
+        let r = handle_line(r#"{"version":1,"op":"agent_shutdown"}"#, &w);
+        assert_eq!(r.error.as_deref(), Some("no guest agent is connected"));
+        handle_line(r#"{"version":1,"op":"pause"}"#, &w);
+        assert!(f.is_paused(), "the wrapper passes machine operations on");
     }
 
     #[test]

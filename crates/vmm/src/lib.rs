@@ -5,6 +5,7 @@
 //! It knows nothing of containers, HTTP or SQLite.
 
 pub mod accel;
+pub mod agent;
 pub mod boot;
 pub mod bus;
 pub mod config;

@@ -17,7 +17,8 @@ pub enum VmCommand {
     Create(VmCreateArgs),
     /// Start a defined VM in the background under its own monitor process.
     Start(VmNameArgs),
-    /// Ask the guest to power off; turn it off after the timeout.
+    /// Ask the guest to power off (through its guest agent when one is connected, else
+    /// Ctrl-Alt-Del); turn it off after the timeout.
     Shutdown(VmShutdownArgs),
     /// Turn a VM off now, without asking the guest.
     Off(VmNameArgs),

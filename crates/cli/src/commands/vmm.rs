@@ -61,19 +61,34 @@ impl VmmArgs {
                 .serve(path, move |b: &[u8]| handle.serial_input(b))
                 .with_context(|| format!("console socket {}", path.display()))?;
         }
+        // A guest agent reaches the host at vsock port 1024: listen for it beside the vsock
+        // socket (kept until the VM ends; dropping it removes the socket file).
+        let agent = match &cfg.vsock {
+            Some(v) => Some(corral_vmm::agent::AgentListener::start(
+                &corral_vmm::agent::socket_path(&v.socket_path()),
+            )?),
+            None => None,
+        };
         let mut extra: Vec<Box<dyn MutEventSubscriber + Send>> = Vec::new();
         extra.push(Box::new(corral_vmm::signals::TerminationSignals::install(
             machine.handle(),
         )?));
         if let Some(path) = &self.control_socket {
             let listener = control::bind(path)?;
-            extra.push(Box::new(ControlServer::new(
-                listener,
-                path.clone(),
-                machine.handle(),
-            )));
+            extra.push(match &agent {
+                Some(a) => Box::new(ControlServer::new(
+                    listener,
+                    path.clone(),
+                    corral_vmm::agent::WithAgent {
+                        vm: machine.handle(),
+                        agent: a.handle(),
+                    },
+                )),
+                None => Box::new(ControlServer::new(listener, path.clone(), machine.handle())),
+            });
         }
         let exit = machine.run(extra)?;
+        drop(agent);
         if exit.is_clean() {
             tracing::info!("{exit}");
             Ok(ExitCode::SUCCESS)

@@ -45,7 +45,13 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/vms/{name}", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, body = Instance), (status = 404, body = corral_api::ErrorBody)))]
 pub async fn inspect(State(state): S, Path(name): Path<String>) -> ApiResult<Json<Instance>> {
-    Ok(Json(state.wire(&state.find(Kind::Vm, &name)?)))
+    let rec = state.find(Kind::Vm, &name)?;
+    let mut inst = state.wire(&rec);
+    if rec.state.has_supervisor() {
+        let paused = rec.state == corral_store::State::Paused;
+        inst.guest_agent = v::agent::inspect(&state, &rec.name, paused).await;
+    }
+    Ok(Json(inst))
 }
 
 /// Remove a VM and its folder.

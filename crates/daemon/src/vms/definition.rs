@@ -4,10 +4,13 @@
 use std::path::Path;
 
 use corral_api::{TapAttachment, VmSpec};
-use corral_vmm::config::{DiskConfig, NetConfig, SerialConfig};
+use corral_vmm::config::{DiskConfig, NetConfig, SerialConfig, VsockConfig};
 use corral_vmm::VmConfig;
 
 use crate::error::{ApiError, ApiResult};
+
+/// The guest's vsock CID (each VM has its own device and host socket, so one number serves).
+const GUEST_CID: u32 = 3;
 
 /// Preset sizes (vCPUs, MiB) of the instance types.
 pub fn instance_type(name: &str) -> Option<(u8, u64)> {
@@ -130,6 +133,12 @@ pub fn to_config(spec: &VmSpec, dir: &Path, tap: Option<&TapAttachment>) -> ApiR
     cfg.initrd = spec.initrd.clone().map(Into::into);
     cfg.cmdline = spec.cmdline.clone();
     cfg.serial = SerialConfig::File(dir.join("logs/serial.log"));
+    // Every VM gets a vsock device: its guest agent (`corral-agent`) reaches the monitor
+    // through `vsock.sock_1024` beside vm.toml (the default socket place).
+    cfg.vsock = Some(VsockConfig {
+        cid: GUEST_CID,
+        uds_path: None,
+    });
     for (i, d) in spec.disks.iter().enumerate() {
         cfg.disks.push(
             DiskConfig::parse_flag(d)
@@ -198,6 +207,8 @@ mod tests {
         assert_eq!(cfg.memory_bytes().unwrap(), 2048 << 20);
         assert!(cfg.disks[0].read_only);
         assert_eq!(cfg.net.unwrap().tap, "tap0");
+        let vsock = cfg.vsock.expect("a vsock for the guest agent");
+        assert_eq!(vsock.socket_path(), dir.path().join("vsock.sock"));
         spec.instance_type = Some("huge".into());
         assert!(
             matches!(validate(&mut spec), Err(ApiError::Invalid { field, .. }) if field == "instance_type")

@@ -2,6 +2,7 @@
 //! process per running VM with a control socket (the vmm's protocol v1: pause, resume, stop,
 //! metrics), and the lifecycle: create, edit, start, pause, stop, remove, reattach.
 
+pub mod agent;
 mod definition;
 
 use std::path::Path;
@@ -306,11 +307,13 @@ pub async fn stop(
     let was_paused = rec.state == State::Paused;
     state.transition(&mut rec, State::Stopping, "stop")?;
     let mut rx = state.exit_channel(&rec.id).subscribe();
-    // Guest-cooperative: Ctrl-Alt-Del on the i8042; the guest's init shuts down and reboots,
-    // and a reboot ends a microVM. A paused guest is resumed to hear it.
+    // Guest-cooperative: the guest agent's power-off when an agent is connected, else
+    // Ctrl-Alt-Del on the i8042 (the guest's init shuts down and reboots, and a reboot ends a
+    // microVM). A paused guest is resumed to hear it.
     let asked = graceful
         && (!was_paused || control(state, &rec.name, "resume").await.is_ok())
-        && control(state, &rec.name, "ctrl_alt_del").await.is_ok();
+        && (control(state, &rec.name, "agent_shutdown").await.is_ok()
+            || control(state, &rec.name, "ctrl_alt_del").await.is_ok());
     let mut exited = asked
         && tokio::time::timeout(timeout, rx.wait_for(|v| v.is_some()))
             .await

@@ -1,0 +1,444 @@
+//! The host end of the guest agent (`corral-agent`, protocol: [`corral_agent::protocol`]):
+//! `corral vmm` listens where the hybrid vsock delivers the guest's connections to CID 2 port
+//! [`AGENT_PORT`] (`<vsock uds_path>_1024`), keeps the agent's hello and its last heartbeat,
+//! and passes requests (shutdown) on. The guest is not trusted: lines are bounded, a newer
+//! connection replaces the older one, and nothing the guest sends can block the event loop
+//! (each connection is read on its own thread; the control socket only reads a snapshot).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use corral_agent::protocol::{Heartbeat, Message, AGENT_PORT, MAX_LINE, PROTOCOL_VERSION};
+
+use crate::control::Controlled;
+
+/// Errors setting up the agent's socket.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The socket cannot be bound or its thread not started.
+    #[error("guest agent socket {path}: {source}")]
+    Listen {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Errors of requests to the agent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AgentRequestError {
+    /// No agent is connected.
+    #[error("no guest agent is connected")]
+    NotConnected,
+    /// Writing the request failed.
+    #[error("the guest agent's connection failed: {0}")]
+    Io(String),
+}
+
+/// Where the agent's connections arrive for a VM whose vsock socket is `uds_path`.
+pub fn socket_path(uds_path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}_{AGENT_PORT}", uds_path.display()))
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The current connection: its number and a handle for writing requests.
+    conn: Option<(u64, UnixStream)>,
+    connections: u64,
+    agent_version: Option<String>,
+    last: Option<(Instant, SystemTime, Heartbeat)>,
+    heartbeats: u64,
+}
+
+/// What the host knows of the agent right now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentStatus {
+    /// An agent is connected now.
+    pub connected: bool,
+    /// Connections the agent made since the VM started.
+    pub connections: u64,
+    /// The connected (or last) agent's version.
+    pub agent_version: Option<String>,
+    /// The last heartbeat and how long ago it arrived.
+    pub last: Option<(Duration, SystemTime, Heartbeat)>,
+    /// Heartbeats received since the VM started.
+    pub heartbeats: u64,
+}
+
+impl AgentStatus {
+    /// The status as the control socket's JSON (see `crate::control`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let beat = self.last.as_ref().map(|(age, at, h)| {
+            serde_json::json!({
+                "age_ms": age.as_millis() as u64,
+                "unix_ms": at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+                "seq": h.seq,
+                "uptime_ms": h.uptime_ms,
+                "mem_total_kib": h.mem_total_kib,
+                "mem_available_kib": h.mem_available_kib,
+                "mem_used_bytes": h.mem_used_bytes(),
+                "load": h.load,
+            })
+        });
+        serde_json::json!({
+            "connected": self.connected,
+            "connections": self.connections,
+            "agent_version": self.agent_version,
+            "heartbeats": self.heartbeats,
+            "last_heartbeat": beat,
+        })
+    }
+}
+
+/// A handle on the agent's state (cheap to clone).
+#[derive(Clone, Default)]
+pub struct AgentHandle {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl AgentHandle {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A snapshot of what the host knows.
+    pub fn status(&self) -> AgentStatus {
+        let g = self.lock();
+        AgentStatus {
+            connected: g.conn.is_some(),
+            connections: g.connections,
+            agent_version: g.agent_version.clone(),
+            last: g
+                .last
+                .as_ref()
+                .map(|(t, at, h)| (t.elapsed(), *at, h.clone())),
+            heartbeats: g.heartbeats,
+        }
+    }
+
+    /// Ask the guest to power off.
+    pub fn shutdown(&self) -> Result<(), AgentRequestError> {
+        let g = self.lock();
+        let (_, s) = g.conn.as_ref().ok_or(AgentRequestError::NotConnected)?;
+        // A stuck guest must not hang the caller (the control socket's thread).
+        let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+        (&*s)
+            .write_all(Message::Shutdown.encode().as_bytes())
+            .map_err(|e| AgentRequestError::Io(e.to_string()))
+    }
+
+    /// Serve one connection until it ends (or a newer one replaces it).
+    pub fn serve(&self, stream: UnixStream) {
+        let Ok(writer) = stream.try_clone() else {
+            return;
+        };
+        let id = {
+            let mut g = self.lock();
+            g.connections += 1;
+            if let Some((_, old)) = g.conn.take() {
+                let _ = old.shutdown(std::net::Shutdown::Both);
+            }
+            g.conn = Some((g.connections, writer));
+            g.connections
+        };
+        if let Err(e) = self.read_lines(stream) {
+            tracing::warn!("guest agent connection {id}: {e}");
+        }
+        let mut g = self.lock();
+        if g.conn.as_ref().is_some_and(|(c, _)| *c == id) {
+            g.conn = None;
+        }
+        tracing::info!("guest agent connection {id} ended");
+    }
+
+    fn read_lines(&self, stream: UnixStream) -> Result<(), String> {
+        let mut r = BufReader::new(stream);
+        let mut line = String::new();
+        let mut greeted = false;
+        loop {
+            line.clear();
+            let n = (&mut r)
+                .take(MAX_LINE as u64)
+                .read_line(&mut line)
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Ok(());
+            }
+            if !line.ends_with('\n') {
+                return Err(format!("a line longer than {MAX_LINE} bytes"));
+            }
+            let msg = match Message::parse(&line) {
+                Ok(m) => m,
+                Err(e) if greeted => {
+                    tracing::debug!("guest agent: ignoring a line: {e}");
+                    continue;
+                }
+                Err(e) => return Err(format!("no hello: {e}")),
+            };
+            match msg {
+                Message::Hello { version, agent } => {
+                    if version != PROTOCOL_VERSION {
+                        return Err(format!(
+                            "agent {agent} speaks protocol version {version}; this VMM speaks \
+                             version {PROTOCOL_VERSION}"
+                        ));
+                    }
+                    tracing::info!("guest agent {agent} connected");
+                    greeted = true;
+                    self.lock().agent_version = Some(agent);
+                }
+                _ if !greeted => return Err("the first line was not a hello".into()),
+                Message::Heartbeat(h) => {
+                    let mut g = self.lock();
+                    g.heartbeats += 1;
+                    g.last = Some((Instant::now(), SystemTime::now(), h));
+                }
+                Message::Ack { op } => tracing::info!("guest agent took the {op} request"),
+                Message::Shutdown => tracing::debug!("guest agent: ignoring a request to the host"),
+            }
+        }
+    }
+}
+
+/// The listening socket; removes its file when dropped.
+pub struct AgentListener {
+    path: PathBuf,
+    handle: AgentHandle,
+}
+
+impl AgentListener {
+    /// Listen at `path` (replacing a stale socket file) and serve connections on threads.
+    pub fn start(path: &Path) -> Result<Self, AgentError> {
+        let err = |source| AgentError::Listen {
+            path: path.into(),
+            source,
+        };
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "in use by another process",
+                )));
+            }
+            let _ = std::fs::remove_file(path);
+        }
+        let listener = UnixListener::bind(path).map_err(err)?;
+        let handle = AgentHandle::default();
+        let h = handle.clone();
+        std::thread::Builder::new()
+            .name("agent-accept".into())
+            .spawn(move || accept_loop(listener, h))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(path);
+                err(e)
+            })?;
+        Ok(AgentListener {
+            path: path.into(),
+            handle,
+        })
+    }
+
+    /// The handle for status and requests.
+    pub fn handle(&self) -> AgentHandle {
+        self.handle.clone()
+    }
+}
+
+fn accept_loop(listener: UnixListener, handle: AgentHandle) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let h = handle.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("agent-conn".into())
+            .spawn(move || h.serve(stream))
+        {
+            tracing::warn!("guest agent connection not served: {e}");
+        }
+    }
+}
+
+impl Drop for AgentListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A control target (the machine) with a guest agent: answers the control socket's agent
+/// operations and adds the agent's state to `metrics`.
+pub struct WithAgent<C> {
+    /// The machine.
+    pub vm: C,
+    /// Its agent.
+    pub agent: AgentHandle,
+}
+
+impl<C: Controlled> Controlled for WithAgent<C> {
+    fn pause(&self) {
+        self.vm.pause()
+    }
+    fn resume(&self) {
+        self.vm.resume()
+    }
+    fn is_paused(&self) -> bool {
+        self.vm.is_paused()
+    }
+    fn stop(&self) {
+        self.vm.stop()
+    }
+    fn ctrl_alt_del(&self) -> Result<(), String> {
+        self.vm.ctrl_alt_del()
+    }
+    fn metrics(&self) -> serde_json::Value {
+        let mut m = self.vm.metrics();
+        if let Some(o) = m.as_object_mut() {
+            o.insert("agent".into(), self.agent.status().to_json());
+        }
+        m
+    }
+    fn vcpus(&self) -> usize {
+        self.vm.vcpus()
+    }
+    fn balloon_set(&self, target_mib: u64) -> Result<(), String> {
+        self.vm.balloon_set(target_mib)
+    }
+    fn balloon_stats(&self) -> Result<serde_json::Value, String> {
+        self.vm.balloon_stats()
+    }
+    fn agent(&self) -> Option<serde_json::Value> {
+        Some(self.agent.status().to_json())
+    }
+    fn agent_shutdown(&self) -> Result<(), String> {
+        self.agent.shutdown().map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(s: &UnixStream, m: Message) {
+        (&*s).write_all(m.encode().as_bytes()).unwrap();
+    }
+
+    fn wait_for(h: &AgentHandle, what: impl Fn(&AgentStatus) -> bool) -> AgentStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = h.status();
+            if what(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "never reached: {s:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn heartbeats_are_kept_and_a_shutdown_reaches_the_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = socket_path(&dir.path().join("vsock.sock"));
+        assert!(path.ends_with("vsock.sock_1024"));
+        let listener = AgentListener::start(&path).unwrap();
+        let h = listener.handle();
+        assert!(!h.status().connected);
+        assert_eq!(h.shutdown(), Err(AgentRequestError::NotConnected));
+        assert_eq!(
+            h.status().to_json()["last_heartbeat"],
+            serde_json::Value::Null
+        );
+
+        let guest = UnixStream::connect(&path).unwrap();
+        send(
+            &guest,
+            Message::Hello {
+                version: 1,
+                agent: "9.9".into(),
+            },
+        );
+        send(
+            &guest,
+            Message::Heartbeat(Heartbeat {
+                seq: 1,
+                mem_total_kib: Some(1000),
+                mem_available_kib: Some(400),
+                ..Default::default()
+            }),
+        );
+        let s = wait_for(&h, |s| s.heartbeats == 1);
+        assert!(s.connected);
+        let j = s.to_json();
+        assert_eq!(j["agent_version"], "9.9");
+        assert_eq!(j["last_heartbeat"]["mem_used_bytes"], 600 * 1024);
+        assert!(j["last_heartbeat"]["age_ms"].as_u64().unwrap() < 10_000);
+
+        h.shutdown().unwrap();
+        let mut line = String::new();
+        BufReader::new(&guest).read_line(&mut line).unwrap();
+        assert_eq!(Message::parse(&line), Ok(Message::Shutdown));
+
+        drop(guest);
+        let s = wait_for(&h, |s| !s.connected);
+        assert_eq!(
+            s.heartbeats, 1,
+            "the last heartbeat outlives the connection"
+        );
+        assert!(s.last.is_some());
+        drop(listener);
+        assert!(!path.exists(), "socket removed");
+    }
+
+    #[test]
+    fn a_wrong_version_or_garbage_first_is_dropped_and_a_newer_connection_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.sock");
+        let listener = AgentListener::start(&path).unwrap();
+        let h = listener.handle();
+        for first in [
+            "hello version=2 agent=x\n",
+            "heartbeat seq=1\n",
+            "garbage\n",
+        ] {
+            let g = UnixStream::connect(&path).unwrap();
+            (&g).write_all(first.as_bytes()).unwrap();
+            let mut rest = String::new();
+            // The host closes on us.
+            assert_eq!(
+                BufReader::new(&g).read_line(&mut rest).unwrap(),
+                0,
+                "{first}"
+            );
+        }
+        assert_eq!(h.status().heartbeats, 0);
+        let old = UnixStream::connect(&path).unwrap();
+        send(
+            &old,
+            Message::Hello {
+                version: 1,
+                agent: "old".into(),
+            },
+        );
+        wait_for(&h, |s| s.agent_version.as_deref() == Some("old"));
+        let new = UnixStream::connect(&path).unwrap();
+        send(
+            &new,
+            Message::Hello {
+                version: 1,
+                agent: "new".into(),
+            },
+        );
+        wait_for(&h, |s| s.agent_version.as_deref() == Some("new"));
+        let mut rest = String::new();
+        assert_eq!(BufReader::new(&old).read_line(&mut rest).unwrap(), 0);
+        assert!(h.status().connected);
+        // An endless line is cut off.
+        (&new).write_all(&[b'a'; MAX_LINE + 1]).unwrap();
+        wait_for(&h, |s| !s.connected);
+        assert!(matches!(
+            AgentListener::start(&path),
+            Err(AgentError::Listen { .. })
+        ));
+    }
+}
