@@ -15,6 +15,7 @@ fail() { echo "demo: $*" >&2; exit 1; }
 
 cleanup() {
   "$CORRAL" rm -f demo-web >/dev/null 2>&1 || true
+  "$CORRAL" vm rm -f demo-vm >/dev/null 2>&1 || true
   "$CORRAL" app down -p demo >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -60,6 +61,25 @@ cp demo/guest-init.sh "$WORK/initramfs/init"
 run vm run --kernel "$kernel" --initrd "$WORK/initramfs.cpio" --memory 256M --accel auto \
   --cmdline "console=ttyS0 reboot=k panic=-1 quiet" < /dev/null | tee "$WORK/vm.log"
 grep -q "corral-demo-vm:" "$WORK/vm.log" || fail "the VM did not reach its /init"
+
+step "The same guest through the daemon with corral's guest agent: heartbeat and guest memory in the inventory, shutdown through the agent"
+cp "$(scripts/agent.sh)" "$WORK/initramfs/bin/corral-agent"
+cp demo/guest-agent-init.sh "$WORK/initramfs/init"
+(cd "$WORK/initramfs" && find . | cpio -o -H newc --quiet) > "$WORK/agent-initramfs.cpio"
+"$CORRAL" vm rm -f demo-vm >/dev/null 2>&1 || true
+run vm create demo-vm --kernel "$kernel" --initrd "$WORK/agent-initramfs.cpio" --memory 256M \
+  --cmdline "console=ttyS0 panic=-1 quiet"
+run vm start demo-vm
+# The agent beats every 2 s once the guest's /init started it (bounded: 120 s).
+beating() {
+  "$CORRAL" vm ls --format json > "$WORK/vms.json"
+  grep -q '"heartbeat": "[0-9]*s ago"' "$WORK/vms.json"
+}
+for _ in $(seq 240); do beating && break; sleep 0.5; done
+run vm ls
+beating || fail "no heartbeat from the guest agent"
+run vm shutdown demo-vm
+run vm rm demo-vm
 
 step "An app: Compose file, 3 web replicas behind corral's load balancer on :9890"
 run app up -d -p demo -f demo/compose.yml
