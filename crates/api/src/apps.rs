@@ -107,7 +107,8 @@ pub struct ServiceStatus {
 /// One replica.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct ReplicaStatus {
-    /// `<app>-<service>-<n>`: also the container's name.
+    /// Compose: `<project>-<service>-<n>`; a Deployment's pod: `<name>-<template hash>-<suffix>`;
+    /// a Pod: its name. Also the container's name.
     pub name: String,
     /// Its service.
     pub service: String,
@@ -207,4 +208,19 @@ impl crate::Client {
         self.call(hyper::Method::POST, "/v1/kube/delete", Some(req))
             .await
     }
+}
+
+/// One line of an app's output (`GET /v1/apps/{name}/logs`, JSON lines).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct AppLogLine {
+    /// The replica (container) that wrote it.
+    pub replica: String,
+    /// Its service.
+    pub service: String,
+    /// RFC 3339 with nanoseconds.
+    pub time: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The text, with its newline if it had one.
+    pub log: String,
 }

@@ -12,7 +12,14 @@ pub struct NotImplemented {
 
 /// Print an error chain on stderr and choose the exit status.
 pub fn report(err: &anyhow::Error) -> ExitCode {
-    if err.downcast_ref::<NotImplemented>().is_some() {
+    // The daemon's 501: a feature it refuses because it is not built yet.
+    let daemon_refused = err.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<corral_api::ClientError>(),
+            Some(corral_api::ClientError::Api { status: 501, .. })
+        )
+    });
+    if err.downcast_ref::<NotImplemented>().is_some() || daemon_refused {
         eprintln!("corral: {err}");
         return ExitCode::from(2);
     }

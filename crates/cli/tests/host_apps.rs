@@ -3,312 +3,15 @@
 //! (mounts, namespaces, cgroups): names start with `host_`. Images are the built-in busybox,
 //! with busybox `httpd` as the web service and busybox `nc` as a TCP echo service.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 mod daemon_teardown;
+#[path = "host_apps/lifecycle.rs"]
+mod lifecycle;
+#[path = "host_apps/world.rs"]
+mod world;
 
-use daemon_teardown::stop_world;
-
-fn skip() -> bool {
-    std::env::var("CORRAL_SKIP_HOST_TESTS").as_deref() == Ok("1")
-}
-
-fn require_host() {
-    assert_eq!(
-        nix::unistd::geteuid().as_raw(),
-        0,
-        "host_ tests need root (set CORRAL_SKIP_HOST_TESTS=1 to skip)"
-    );
-    assert!(
-        Path::new("/bin/busybox").exists(),
-        "/bin/busybox is missing (apt-get install busybox-static)"
-    );
-}
-
-/// One private daemon world with a project folder, its own host networking names and
-/// address pool, and the busybox image.
-struct World {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    run: PathBuf,
-    project: PathBuf,
-    prefix: String,
-    pool: String,
-    apps: std::cell::RefCell<Vec<String>>,
-}
-
-impl World {
-    /// `slot` (0-7) gives each test its own link prefix letter and /19 of 10.217.0.0/16.
-    fn new(tag: &str, slot: u8) -> World {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("apps-{tag}-{}-", std::process::id()))
-            .tempdir()
-            .unwrap();
-        let project = dir.path().join("proj");
-        std::fs::create_dir_all(&project).unwrap();
-        let w = World {
-            root: dir.path().join("root"),
-            run: dir.path().join("run"),
-            project,
-            prefix: format!(
-                "app{:04}{}",
-                std::process::id() % 10000,
-                (b'a' + slot) as char
-            ),
-            pool: format!("10.217.{}.0/19", u32::from(slot) * 32),
-            _dir: dir,
-            apps: Default::default(),
-        };
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
-        let out = Command::new(&script)
-            .env("CORRAL", env!("CARGO_BIN_EXE_corral"))
-            .env("CORRAL_ROOT", &w.root)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        w
-    }
-
-    /// A unique app name for this test.
-    fn app_name(&self, tag: &str) -> String {
-        let n = format!("apps{}{tag}", std::process::id());
-        self.apps.borrow_mut().push(n.clone());
-        n
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_corral"));
-        c.args(args)
-            .current_dir(&self.project)
-            .env("CORRAL_ROOT", &self.root)
-            .env("CORRAL_RUN", &self.run)
-            .env("CORRAL_NET_PREFIX", &self.prefix)
-            .env("CORRAL_NET_POOL", &self.pool)
-            .env_remove("CORRAL_OCI_RUNTIME")
-            .env_remove("CORRAL_CRASH_AT");
-        c
-    }
-
-    fn corral(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn daemon_log(&self) -> String {
-        std::fs::read_to_string(self.root.join("daemon.log")).unwrap_or_default()
-    }
-
-    /// Run and require success; stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.corral(args);
-        assert!(
-            out.status.success(),
-            "corral {args:?} failed: {}{}\n--- daemon log (end) ---\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            tail(&self.daemon_log(), 40)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.project.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    /// The app's status from the daemon's API (`GET /v1/apps/NAME` on its socket); null when
-    /// there is no such app.
-    fn status(&self, app: &str) -> serde_json::Value {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::os::unix::net::UnixStream::connect(self.run.join("corral.sock"))
-        else {
-            return serde_json::Value::Null;
-        };
-        let req = format!("GET /v1/apps/{app} HTTP/1.0\r\nHost: corral\r\n\r\n");
-        s.write_all(req.as_bytes()).unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        if !text.starts_with("HTTP/1.0 200") && !text.starts_with("HTTP/1.1 200") {
-            return serde_json::Value::Null;
-        }
-        let body = text.split("\r\n\r\n").nth(1).unwrap_or("null");
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
-    }
-
-    /// Wait (up to 60 s) until `f` holds for the app's status.
-    fn wait_for(
-        &self,
-        app: &str,
-        what: &str,
-        f: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let start = Instant::now();
-        loop {
-            let st = self.status(app);
-            if f(&st) {
-                return st;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "timed out waiting for {what}; last status: {st:#}\n--- daemon log (end) ---\n{}",
-                tail(&self.daemon_log(), 40)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn daemon_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.run.join("corral.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    /// Host links named with this world's prefix.
-    fn links(&self) -> Vec<String> {
-        let out = Command::new("ip")
-            .args(["-o", "link", "show"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split(':').nth(1))
-            .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
-            .filter(|n| n.starts_with(&self.prefix))
-            .collect()
-    }
-
-    /// Containers the daemon knows.
-    fn containers(&self) -> Vec<serde_json::Value> {
-        let out = self.ok(&["ps", "-a", "--format", "json"]);
-        serde_json::from_str(&out).unwrap()
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        for app in self.apps.borrow().iter() {
-            let _ = self.corral(&["app", "down", "-v", "-p", app]);
-        }
-        stop_world(&|args| self.corral(args), &|| self.daemon_pid());
-        // Safety net for a failed test: links and the table of this world's prefix.
-        for l in self.links() {
-            let _ = Command::new("ip").args(["link", "del", &l]).status();
-        }
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &self.prefix])
-            .output();
-    }
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// The web service: busybox httpd answering with the replica's host name.
-const WEB_CMD: &str = r#"["sh", "-c", "mkdir -p /www && echo \"hello from $$HOSTNAME\" > /www/index.html && exec httpd -f -p 8080 -h /www"]"#;
-/// The TCP echo service.
-const ECHO_CMD: &str = r#"["nc", "-ll", "-p", "27017", "-e", "cat"]"#;
-
-/// The issue's Compose file with local images (busybox httpd and nc), on `port`.
-fn compose_file(port: u16) -> String {
-    format!(
-        "version: '2'
-services:
-  mongo:
-    image: busybox
-    command: {ECHO_CMD}
-    stdin_open: true
-    tty: true
-    ports:
-      - \"27017\"
-    labels:
-      io.rancher.container.pull_image: always
-  chat:
-    image: busybox
-    command: {WEB_CMD}
-    stdin_open: true
-    tty: true
-    ports:
-      - {port}:8080/tcp
-    labels:
-      io.rancher.container.pull_image: always
-"
-    )
-}
-
-fn replicas_of<'a>(st: &'a serde_json::Value, service: &str) -> Vec<&'a serde_json::Value> {
-    st["replicas"]
-        .as_array()
-        .map(|a| a.iter().filter(|r| r["service"] == service).collect())
-        .unwrap_or_default()
-}
-
-fn all_running(st: &serde_json::Value, service: &str, n: usize) -> bool {
-    let r = replicas_of(st, service);
-    r.len() == n
-        && r.iter()
-            .all(|r| r["status"] == "Running" && r["ready"] == true)
-}
-
-/// One HTTP/1.0 GET through the balancer; the body.
-fn http_get(port: u16) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    if !text.starts_with("HTTP/1.") || !text.contains(" 200 ") {
-        return Err(std::io::Error::other(format!("bad answer: {text:?}")));
-    }
-    Ok(text
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string())
-}
-
-/// A line through the TCP echo service.
-fn echo(port: u16, line: &str) -> String {
-    use std::io::{BufRead, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(format!("{line}\n").as_bytes()).unwrap();
-    let mut back = String::new();
-    std::io::BufReader::new(s).read_line(&mut back).unwrap();
-    back.trim().to_string()
-}
-
-/// The host port a service's balancer listens on.
-fn published_port(st: &serde_json::Value, service: &str) -> u16 {
-    let ep = st["endpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["service"] == service)
-        .unwrap_or_else(|| panic!("no endpoint for {service}: {st:#}"));
-    let listen = ep["listen"].as_str().unwrap();
-    listen.rsplit(':').next().unwrap().parse().unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use world::*;
 
 #[test]
 fn host_compose_app_comes_up_scales_and_goes_down_leaving_nothing() {
@@ -321,8 +24,8 @@ fn host_compose_app_comes_up_scales_and_goes_down_leaving_nothing() {
     let port = free_port();
     w.write("docker-compose.yml", &compose_file(port));
     let out = w.ok(&["app", "up", "-d", "-p", &app]);
-    assert!(out.contains(&format!("{app}-chat-0")), "{out}");
-    assert!(out.contains(&format!("{app}-mongo-0")), "{out}");
+    assert!(out.contains(&format!("{app}-chat-1")), "{out}");
+    assert!(out.contains(&format!("{app}-mongo-1")), "{out}");
     let st = w.status(&app);
     assert!(
         all_running(&st, "chat", 1) && all_running(&st, "mongo", 1),
@@ -336,7 +39,7 @@ fn host_compose_app_comes_up_scales_and_goes_down_leaving_nothing() {
 
     // Scaling to 3 spreads requests over the 3 replicas (round robin).
     let out = w.ok(&["app", "scale", "-p", &app, "chat=3"]);
-    assert!(out.contains(&format!("{app}-chat-2")), "{out}");
+    assert!(out.contains(&format!("{app}-chat-3")), "{out}");
     let mut seen = std::collections::BTreeMap::<String, u32>::new();
     for _ in 0..30 {
         *seen.entry(http_get(port).unwrap()).or_default() += 1;
@@ -398,7 +101,7 @@ fn host_compose_app_comes_up_scales_and_goes_down_leaving_nothing() {
     // ps and logs name the replicas.
     let ps = w.ok(&["app", "ps", "-p", &app]);
     assert!(
-        ps.contains(&format!("{app}-mongo-0")) && ps.contains("Running"),
+        ps.contains(&format!("{app}-mongo-1")) && ps.contains("Running"),
         "{ps}"
     );
 
@@ -442,11 +145,31 @@ fn host_compose_errors_are_clear_and_leave_nothing() {
     );
     let out = w.corral(&["app", "up", "-d", "-p", &app, "-f", "vm.yaml"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    // Refused as not built yet (exit 2), naming the service, the key and the way out.
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("x-corral-isolation: vm") && err.contains("web"),
+        err.contains("service web: microVM replicas (x-corral-isolation: vm)")
+            && err.contains("drop `x-corral-isolation: vm` to run it as containers")
+            && err.contains("not implemented yet"),
         "{err}"
     );
+    // The same for Kubernetes' runtime class.
+    w.write(
+        "vm-pod.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: vmpod, namespace: {app}}}\n\
+             spec:\n  runtimeClassName: corral-vm\n  containers:\n  - {{name: c, image: busybox}}\n"
+        ),
+    );
+    let out = w.corral(&["apply", "-f", "vm-pod.yaml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("service vmpod: microVM replicas (runtimeClassName: corral-vm)")
+            && err.contains("not implemented yet"),
+        "{err}"
+    );
+    assert!(w.containers().is_empty(), "nothing was created");
 
     w.write(
         "bad.yaml",
@@ -478,7 +201,7 @@ fn host_compose_errors_are_clear_and_leave_nothing() {
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains(&format!("{app}-web-0 is CrashLoopBackOff")),
+            err.contains(&format!("{app}-web-1 is CrashLoopBackOff")),
             "{err}"
         );
     }
@@ -600,10 +323,17 @@ spec:
     let out = w.ok(&["apply", "-f", "."]);
     assert!(out.contains("deployment.apps/chat unchanged"), "{out}");
     let st = w.wait_for(&ns, "the chat pod", |st| all_running(st, "chat", 1));
+    // kubectl's pod name: <deployment>-<pod-template-hash>-<5 random>.
+    let pod = pod_name(&st, "chat");
+    let parts: Vec<&str> = pod.split('-').collect();
+    assert!(
+        parts.len() == 3 && parts[0] == "chat" && parts[1].len() == 10 && parts[2].len() == 5,
+        "{pod}"
+    );
 
     // restartPolicy: Always — killing the replica's process brings it back.
     let before = replicas_of(&st, "chat")[0]["started"].clone();
-    w.ok(&["kill", &format!("{ns}-chat-0")]);
+    w.ok(&["kill", &pod]);
     let st = w.wait_for(&ns, "the killed replica to run again", |st| {
         let r = replicas_of(st, "chat");
         r.len() == 1 && r[0]["ready"] == true && r[0]["started"] != before
@@ -619,28 +349,15 @@ spec:
     assert_ne!(replicas_of(&st, "chat")[0]["started"], before, "{st:#}");
     assert!(http_get(port).unwrap().starts_with("hello from "));
 
-    // The daemon dies (SIGKILL); the next command starts it, the app is still there and
-    // its balancer serves again.
-    let pid = w.daemon_pid().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    for _ in 0..500 {
-        let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z "))
-            .unwrap_or(true);
-        if gone {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // The daemon dies (SIGKILL); the next command starts it, the app is still there, its
+    // pod keeps its name and restart count, and its balancer serves again.
+    w.kill_daemon();
     let ps = w.ok(&["app", "ps", "-p", &ns]);
-    assert!(ps.contains(&format!("{ns}-chat-0")), "{ps}");
-    w.wait_for(&ns, "the app after a daemon restart", |st| {
+    assert!(ps.contains(&pod), "{ps}");
+    let st = w.wait_for(&ns, "the app after a daemon restart", |st| {
         all_running(st, "chat", 1)
     });
+    assert_eq!(replicas_of(&st, "chat")[0]["restarts"], 1, "{st:#}");
     assert!(http_get(port).unwrap().starts_with("hello from "));
 
     let deps = w.ok(&["get", "deployments"]);
@@ -657,7 +374,8 @@ spec:
     );
     let pods = w.ok(&["get", "pods"]);
     assert!(
-        pods.contains(&format!("{ns}-chat-0")) && pods.contains("Running"),
+        pods.lines()
+            .any(|l| l.starts_with(&format!("{pod} ")) && l.contains("Running")),
         "{pods}"
     );
     let svcs = w.ok(&["get", "svc"]);
@@ -665,6 +383,28 @@ spec:
         svcs.contains("ClusterIP") && svcs.contains(&format!("{port}/TCP")),
         "{svcs}"
     );
+
+    // A new pod template (a rolling update) gives pods of a new template hash, as kubectl
+    // shows; only the new pod is left.
+    let text = std::fs::read_to_string(w.project.join("chat-deployment.yml")).unwrap();
+    w.write(
+        "chat-deployment.yml",
+        &text.replace("hello from", "v2 from"),
+    );
+    let out = w.ok(&["apply", "-f", "chat-deployment.yml"]);
+    assert_eq!(out.trim(), "deployment.apps/chat configured");
+    let st = w.wait_for(&ns, "the rolled pod", |st| {
+        all_running(st, "chat", 1) && pod_name(st, "chat") != pod
+    });
+    let rolled = pod_name(&st, "chat");
+    let hash = |p: &str| p.rsplit_once('-').unwrap().0.to_string();
+    assert!(
+        rolled.starts_with("chat-") && hash(&rolled) != hash(&pod),
+        "{pod} -> {rolled}"
+    );
+    assert!(http_get(port).unwrap().starts_with("v2 from "));
+    let pods = w.ok(&["get", "pods"]);
+    assert!(pods.contains(&rolled) && !pods.contains(&pod), "{pods}");
 
     let out = w.ok(&[
         "delete",
@@ -727,12 +467,15 @@ spec:
         ),
     );
     w.ok(&["apply", "-f", "web.yml"]);
-    let replica = format!("{ns}-web-0");
     // Running, but the readiness probe fails: no traffic.
-    w.wait_for(&ns, "the replica to run, not ready", |st| {
+    let st = w.wait_for(&ns, "the replica to run, not ready", |st| {
         let r = replicas_of(st, "web");
         r.len() == 1 && r[0]["status"] == "NotReady"
     });
+    let replica = replicas_of(&st, "web")[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(http_get(port).is_err(), "an unready replica got traffic");
     // The probe passes: the replica joins the balancer.
     w.ok(&["exec", &replica, "touch", "/www/ready.html"]);
@@ -818,7 +561,7 @@ fn host_compose_apps_get_their_own_networks_and_entrypoints() {
         assert!(nets.contains(&format!("{app}_default")), "{nets}");
     }
 
-    let client = format!("{a}-client-0");
+    let client = format!("{a}-client-1");
     let cmdline = w.ok(&["exec", &client, "cat", "/proc/1/cmdline"]);
     assert_eq!(
         cmdline, "/bin/sleep\u{0}300\u{0}",

@@ -94,6 +94,40 @@ impl Store {
         Ok(out)
     }
 
+    /// Record an app's runtime memory (the reconciler's restart bookkeeping), beside its
+    /// desired state; `put_app` leaves it as it is.
+    pub fn set_app_runtime(
+        &mut self,
+        name: &str,
+        runtime: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let n = self.conn.execute(
+            "UPDATE apps SET runtime = ?2 WHERE name = ?1",
+            params![name, runtime.to_string()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::AppNotFound(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// An app's runtime memory (`{}` until set), if the app is stored.
+    pub fn app_runtime(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT runtime FROM apps WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
+                id: name.to_string(),
+                what: format!("runtime: {e}"),
+            })
+        })
+        .transpose()
+    }
+
     /// Forget an app's desired state.
     pub fn delete_app(&mut self, name: &str) -> Result<(), StoreError> {
         let n = self
@@ -149,6 +183,25 @@ mod tests {
             s.delete_app("a"),
             Err(StoreError::AppNotFound(n)) if n == "a"
         ));
+    }
+
+    #[test]
+    fn runtime_memory_is_kept_apart_from_the_desired_state() {
+        let mut s = Store::open_in_memory().unwrap();
+        assert!(s.app_runtime("a").unwrap().is_none());
+        assert!(matches!(
+            s.set_app_runtime("a", &serde_json::json!({})),
+            Err(StoreError::AppNotFound(_))
+        ));
+        s.put_app(&rec("a", 1)).unwrap();
+        assert_eq!(s.app_runtime("a").unwrap(), Some(serde_json::json!({})));
+        let mem = serde_json::json!({ "a-web-1": { "count": 4 } });
+        s.set_app_runtime("a", &mem).unwrap();
+        // Changing the desired state (scale, apply) keeps what the reconciler remembers.
+        s.put_app(&rec("a", 3)).unwrap();
+        assert_eq!(s.app_runtime("a").unwrap(), Some(mem));
+        s.delete_app("a").unwrap();
+        assert!(s.app_runtime("a").unwrap().is_none());
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     );",
+    // 4: what an app's reconciler must not forget across daemon restarts (restart counts and
+    // CrashLoopBackOff deadlines per replica), as JSON.
+    "ALTER TABLE apps ADD COLUMN runtime TEXT NOT NULL DEFAULT '{}';",
 ];
 
 /// Bring the database up to the latest schema.

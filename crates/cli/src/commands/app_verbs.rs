@@ -235,43 +235,52 @@ pub fn logs(args: AppLogsArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Print every replica's output prefixed with its name; with `follow`, until all end.
+/// How a replica is named in front of its lines: Compose's `service-N` (the project left
+/// out, as `docker compose logs` does), a pod's own name.
+fn log_prefix(app: &str, replica: &str) -> String {
+    replica
+        .strip_prefix(app)
+        .and_then(|r| r.strip_prefix('-'))
+        .unwrap_or(replica)
+        .to_string()
+}
+
+/// Print the app's output, `prefix | line`; with `follow`, on as replicas come and go, until
+/// the app is removed or Ctrl-C.
 fn follow_logs(
     api: &Api,
     st: &AppStatus,
     service: Option<&str>,
     follow: bool,
 ) -> anyhow::Result<()> {
-    let replicas: Vec<_> = st
+    // Compose pads prefixes to the longest; replicas that join later widen it.
+    let mut width = st
         .replicas
         .iter()
         .filter(|r| service.is_none_or(|s| r.service == s))
-        .cloned()
-        .collect();
-    let width = replicas.iter().map(|r| r.name.len()).max().unwrap_or(0);
+        .map(|r| log_prefix(&st.name, &r.name).len())
+        .max()
+        .unwrap_or(0);
+    let mut path = format!("/v1/apps/{}/logs?follow={follow}", st.name);
+    if let Some(s) = service {
+        path += &format!("&service={s}");
+    }
     api.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        for r in replicas {
-            let client = api.client.clone();
-            let path = format!("/v1/containers/{}/logs?follow={follow}", r.id);
-            let fut = async move {
-                let mut lines = client.lines(&path).await?;
-                while let Some(l) = lines.next_line().await? {
-                    let text = serde_json::from_str::<corral_api::LogLine>(&l)
-                        .map(|l| l.log)
-                        .unwrap_or(l);
-                    println!("{:<width$} | {}", r.name, text.trim_end_matches('\n'));
-                }
-                Ok::<_, corral_api::ClientError>(())
+        use std::io::Write;
+        let mut lines = api.client.lines(&path).await?;
+        let mut out = std::io::stdout().lock();
+        while let Some(l) = lines.next_line().await? {
+            let Ok(line) = serde_json::from_str::<corral_api::AppLogLine>(&l) else {
+                continue;
             };
-            if follow {
-                tasks.spawn(fut);
-            } else {
-                fut.await?;
-            }
-        }
-        while let Some(res) = tasks.join_next().await {
-            res.context("following logs")??;
+            let prefix = log_prefix(&st.name, &line.replica);
+            width = width.max(prefix.len());
+            writeln!(
+                out,
+                "{prefix:<width$} | {}",
+                line.log.trim_end_matches('\n')
+            )?;
+            out.flush()?;
         }
         Ok::<_, anyhow::Error>(())
     })

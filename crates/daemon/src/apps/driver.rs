@@ -6,7 +6,7 @@
 //! reconciler is a pure state machine), and each container operation is driven on the
 //! daemon's runtime from there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,8 @@ pub struct ContainerDriver<'a> {
     pub probers: &'a mut HashMap<String, Prober>,
     /// Addresses of the replicas seen by the last `list`.
     pub ips: HashMap<String, IpAddr>,
+    /// Names of the replicas seen by the last `list`.
+    pub seen: HashSet<String>,
 }
 
 fn derr(action: &'static str, target: &str, e: impl std::fmt::Display) -> DriverError {
@@ -147,6 +149,7 @@ impl Driver for ContainerDriver<'_> {
             .iter()
             .filter_map(|(i, _, ip)| ip.map(|ip| (i.name.clone(), ip)))
             .collect();
+        self.seen = seen.iter().map(|(i, _, _)| i.name.clone()).collect();
         Ok(seen.into_iter().map(|(i, _, _)| i).collect())
     }
 

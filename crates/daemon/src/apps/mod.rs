@@ -8,19 +8,20 @@
 
 mod balancer;
 mod driver;
+pub mod logs;
 mod networks;
 pub mod parse;
 mod probes;
 mod replicas;
 mod status;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use corral_api::AppStatus;
 use corral_orchestrator::model::App;
-use corral_orchestrator::reconcile::{self, Reconciler};
+use corral_orchestrator::reconcile::{self, ReconcileConfig, Reconciler, RestartState};
 use corral_store::AppRecord;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -35,6 +36,10 @@ use probes::Prober;
 /// Between reconcile steps when nothing wakes the task earlier.
 const TICK: Duration = Duration::from_millis(250);
 
+/// Overrides the first restart backoff (milliseconds; Kubernetes' 10 s by default), so tests
+/// see several CrashLoopBackOff rounds in seconds.
+pub const BACKOFF_ENV: &str = "CORRAL_APP_BACKOFF_MS";
+
 /// What one app's reconcile task works with.
 #[derive(Debug, Default)]
 pub struct AppRuntime {
@@ -43,6 +48,38 @@ pub struct AppRuntime {
     lbs: Balancers,
     probers: HashMap<String, Prober>,
     last_error: Option<String>,
+    /// The restart memory as last stored.
+    saved: BTreeMap<String, RestartState>,
+    /// The replicas the last step saw (their events wake the task).
+    names: HashSet<String>,
+}
+
+impl AppRuntime {
+    /// A runtime for app `name` that takes up the restart memory stored for it.
+    fn resumed(state: &AppState, name: &str) -> AppRuntime {
+        let mut config = ReconcileConfig::default();
+        if let Some(ms) = std::env::var(BACKOFF_ENV).ok().and_then(|v| v.parse().ok()) {
+            config.backoff_base = ms;
+        }
+        let mut rec = Reconciler::new(config);
+        let saved: BTreeMap<String, RestartState> = match state.store().app_runtime(name) {
+            Ok(Some(v)) => serde_json::from_value(v).unwrap_or_else(|e| {
+                tracing::warn!(app = %name, error = %e, "stored restart memory does not decode; starting afresh");
+                BTreeMap::new()
+            }),
+            Ok(None) => BTreeMap::new(),
+            Err(e) => {
+                tracing::warn!(app = %name, error = %e, "cannot read the stored restart memory");
+                BTreeMap::new()
+            }
+        };
+        rec.remember_restarts(saved.clone());
+        AppRuntime {
+            rec,
+            saved,
+            ..Default::default()
+        }
+    }
 }
 
 /// One app in the daemon.
@@ -150,7 +187,7 @@ pub async fn put(state: &Arc<AppState>, desired: &Desired, objects: &Objects) ->
             Arc::new(AppHandle {
                 name: app.name.clone(),
                 op: tokio::sync::Mutex::new(()),
-                rt: Mutex::new(AppRuntime::default()),
+                rt: Mutex::new(AppRuntime::resumed(state, &app.name)),
                 wake: Notify::new(),
                 task: Mutex::new(None),
             }),
@@ -235,7 +272,8 @@ async fn run_loop(state: Arc<AppState>, h: Arc<AppHandle>) {
                 _ = h.wake.notified() => break,
                 _ = &mut deadline => break,
                 ev = events.recv() => match ev {
-                    Ok(ev) if ev.name.starts_with(&prefix) => break,
+                    Ok(ev) if ev.name.starts_with(&prefix)
+                        || h.runtime().names.contains(&ev.name) => break,
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                     Err(_) => {}
@@ -259,9 +297,22 @@ fn step(state: &Arc<AppState>, h: &AppHandle) {
         lbs: &mut rt.lbs,
         probers: &mut rt.probers,
         ips: HashMap::new(),
+        seen: HashSet::new(),
     };
     let now = corral_store::now_ms().max(0) as u64;
-    match reconcile::run_once(&mut rt.rec, &app, &mut d, now) {
+    let result = reconcile::run_once(&mut rt.rec, &app, &mut d, now);
+    rt.names = d.seen.drain().collect();
+    if rt.rec.restart_memory() != &rt.saved {
+        let memory = rt.rec.restart_memory().clone();
+        match serde_json::to_value(&memory) {
+            Ok(v) => match state.store().set_app_runtime(&app.name, &v) {
+                Ok(()) => rt.saved = memory,
+                Err(e) => tracing::warn!(app = %app.name, error = %e, "storing restart memory"),
+            },
+            Err(e) => tracing::warn!(app = %app.name, error = %e, "encoding restart memory"),
+        }
+    }
+    match result {
         Ok(actions) => {
             if !actions.is_empty() {
                 tracing::debug!(app = %app.name, ?actions, "reconciled");
@@ -306,6 +357,7 @@ pub async fn down(state: &Arc<AppState>, name: &str, volumes: bool) -> ApiResult
             lbs: &mut rt.lbs,
             probers: &mut rt.probers,
             ips: HashMap::new(),
+            seen: HashSet::new(),
         };
         rt.rec.down(&app.name, &services, &mut d)
     })

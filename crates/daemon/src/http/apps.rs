@@ -1,8 +1,10 @@
 //! `/v1/apps` (Compose projects and every app's status) and `/v1/kube` (Kubernetes apply and
 //! delete) handlers.
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use corral_api::{AppChange, AppStatus, ComposeUpRequest, KubeRequest, ScaleRequest};
 use serde::Deserialize;
@@ -11,6 +13,46 @@ use utoipa::IntoParams;
 use super::{ApiJson, S};
 use crate::apps::{self, parse};
 use crate::error::ApiResult;
+
+/// `GET /v1/apps/{name}/logs` options.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AppLogsQuery {
+    /// Keep streaming as replicas come and go, until the client leaves or the app is removed.
+    follow: Option<bool>,
+    /// Only this service's replicas.
+    service: Option<String>,
+}
+
+/// Every replica's output, tagged with the replica, optionally followed across restarts,
+/// scaling and rolling updates.
+#[utoipa::path(get, path = "/v1/apps/{name}/logs", params(("name" = String, Path, description = "app name"), AppLogsQuery),
+    responses((status = 200, description = "application/x-ndjson of AppLogLine", body = corral_api::AppLogLine),
+        (status = 404, body = corral_api::ErrorBody)))]
+pub async fn logs(
+    State(state): S,
+    Path(name): Path<String>,
+    Query(q): Query<AppLogsQuery>,
+) -> ApiResult<Response> {
+    apps::logs::check(&state, &name, q.service.as_deref())?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(256);
+    tokio::spawn(apps::logs::stream(
+        state.clone(),
+        name,
+        q.service,
+        q.follow.unwrap_or(false),
+        tx,
+    ));
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|l| (Ok::<_, std::convert::Infallible>(l), rx))
+    });
+    Ok((
+        [("content-type", "application/x-ndjson")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
 
 /// `DELETE /v1/apps/{name}` options.
 #[derive(Debug, Deserialize, IntoParams)]

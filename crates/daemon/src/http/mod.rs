@@ -71,6 +71,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/apps/{name}", get(apps::inspect).delete(apps::down))
         .route("/v1/apps/{name}/scale", post(apps::scale))
         .route("/v1/apps/{name}/restart", post(apps::restart))
+        .route("/v1/apps/{name}/logs", get(apps::logs))
         .route("/v1/kube/apply", post(apps::kube_apply))
         .route("/v1/kube/delete", post(apps::kube_delete))
         .route("/v1/vms", get(vms::list).post(vms::create))

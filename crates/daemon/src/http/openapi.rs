@@ -56,6 +56,7 @@ use super::{apps, containers, networks, system, tty, vms};
         apps::down,
         apps::scale,
         apps::restart,
+        apps::logs,
         apps::kube_apply,
         apps::kube_delete,
     )
@@ -84,6 +85,7 @@ mod tests {
             "/v1/networks/{name}",
             "/v1/apps",
             "/v1/apps/{name}/scale",
+            "/v1/apps/{name}/logs",
             "/v1/kube/apply",
             "/v1/containers/{id}/attach",
             "/v1/execs/{exec}/start",
@@ -107,6 +109,7 @@ mod tests {
             "KubeRequest",
             "TtySize",
             "ExecSession",
+            "AppLogLine",
         ] {
             assert!(schemas.contains_key(s), "schema {s} missing");
         }

@@ -10,12 +10,16 @@
 //! The clock is a number of milliseconds the caller passes in, so tests drive time by hand.
 
 mod driver;
+mod names;
 mod plan;
 
 pub use driver::{run_once, Driver, DriverError};
+pub use names::{pod_template_hash, Namer, FIRST_ORDINAL};
 pub use plan::ReconcileConfig;
 
 use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
 
 use crate::model::{ServiceSpec, UpdateStrategy};
 
@@ -39,7 +43,7 @@ pub enum InstanceState {
 /// One observed replica.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Instance {
-    /// Its name: `<app>-<service>-<ordinal>`.
+    /// Its name (see [`Namer`]).
     pub name: String,
     /// Its service.
     pub service: String,
@@ -66,7 +70,7 @@ pub struct Instance {
 pub struct InstanceSpec {
     /// The app.
     pub app: String,
-    /// The name: `<app>-<service>-<ordinal>`.
+    /// The name (see [`Namer`]).
     pub name: String,
     /// Its service.
     pub service: String,
@@ -135,13 +139,18 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// Restart bookkeeping for one replica.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct RestartState {
-    /// Restarts so far (reset after a long enough healthy run).
-    pub(crate) count: u32,
+/// Restart bookkeeping for one replica: what must survive a restart of whoever runs the
+/// reconciler (the daemon stores it), so RESTARTS keeps counting and a CrashLoopBackOff keeps
+/// its deadline. Times are on the caller's clock, which must be wall-clock time for that.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RestartState {
+    /// Restarts so far (kubectl's RESTARTS: never reset while the replica exists).
+    pub count: u32,
+    /// Restarts since the replica last ran healthily for long enough: the backoff exponent.
+    pub backoff: u32,
     /// The exit being waited on, if any: restart at this time.
-    pub(crate) restart_at: Option<Millis>,
+    pub restart_at: Option<Millis>,
 }
 
 /// A replica leaving: out of the balancer since `since`.
@@ -155,9 +164,10 @@ pub(crate) struct Draining {
 #[derive(Debug, Default)]
 pub struct Reconciler {
     config: ReconcileConfig,
-    restarts: HashMap<String, RestartState>,
+    restarts: BTreeMap<String, RestartState>,
     draining: HashMap<String, Draining>,
     backends: BTreeMap<String, Vec<String>>,
+    namer: Namer,
 }
 
 /// A stable 64-bit FNV-1a hash: revisions must not change when the toolchain does (std's
@@ -178,11 +188,6 @@ pub fn revision(spec: &ServiceSpec) -> String {
     s.lb.clear();
     let json = serde_json::to_vec(&s).unwrap_or_default();
     format!("{:012x}", fnv1a(&json) & 0xffff_ffff_ffff)
-}
-
-/// A replica's name.
-pub fn instance_name(app: &str, service: &str, ordinal: u32) -> String {
-    format!("{app}-{service}-{ordinal}")
 }
 
 impl Reconciler {
@@ -217,6 +222,17 @@ impl Reconciler {
     /// Restarts of a replica so far.
     pub fn restart_count(&self, name: &str) -> u32 {
         self.restarts.get(name).map_or(0, |r| r.count)
+    }
+
+    /// The restart bookkeeping of every replica seen, to store across restarts of the caller.
+    pub fn restart_memory(&self) -> &BTreeMap<String, RestartState> {
+        &self.restarts
+    }
+
+    /// Take up stored restart bookkeeping (before the first step). Entries of replicas that
+    /// no longer exist are dropped at the next step.
+    pub fn remember_restarts(&mut self, memory: BTreeMap<String, RestartState>) {
+        self.restarts = memory;
     }
 
     /// The backends last announced for a service.

@@ -30,7 +30,8 @@ impl Default for ReconcileConfig {
 }
 
 impl ReconcileConfig {
-    /// The wait before restart number `count + 1`: none for the first, then doubling.
+    /// The wait before the next restart after `count` restarts in a row: none for the
+    /// first, then doubling.
     pub fn backoff(&self, count: u32) -> Millis {
         if count == 0 {
             return 0;
@@ -155,9 +156,10 @@ impl Reconciler {
                     }
                     let at = *st
                         .restart_at
-                        .get_or_insert(now + self.config.backoff(st.count));
+                        .get_or_insert(now + self.config.backoff(st.backoff));
                     if now >= at {
                         st.count += 1;
+                        st.backoff += 1;
                         st.restart_at = None;
                         actions.push(Action::Restart {
                             name: inst.name.clone(),
@@ -166,8 +168,9 @@ impl Reconciler {
                 }
                 InstanceState::Running => {
                     st.restart_at = None;
+                    // A long healthy run forgives earlier crashes (the count stays).
                     if now.saturating_sub(inst.started_at) >= self.config.backoff_reset_after {
-                        st.count = 0;
+                        st.backoff = 0;
                     }
                     if !inst.live {
                         st.count += 1;
@@ -282,7 +285,7 @@ impl Reconciler {
             self.start_drain(inst, now);
         }
         let mut used: HashSet<u32> = insts.iter().map(|i| i.ordinal).collect();
-        let mut ordinal = 0;
+        let mut ordinal = FIRST_ORDINAL;
         for _ in 0..to_create {
             while used.contains(&ordinal) {
                 ordinal += 1;
@@ -290,7 +293,9 @@ impl Reconciler {
             used.insert(ordinal);
             actions.push(Action::Create(Box::new(InstanceSpec {
                 app: app.name.clone(),
-                name: instance_name(&app.name, &spec.name, ordinal),
+                name: self
+                    .namer
+                    .name(&app.name, spec.kind, &spec.name, ordinal, &rev),
                 service: spec.name.clone(),
                 ordinal,
                 revision: rev.clone(),

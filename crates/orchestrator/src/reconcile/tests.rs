@@ -156,18 +156,18 @@ fn creates_replicas_and_backends_follow_readiness() {
             .count(),
         3
     );
-    assert_eq!(d.names(), vec!["shop-web-0", "shop-web-1", "shop-web-2"]);
+    assert_eq!(d.names(), vec!["shop-web-1", "shop-web-2", "shop-web-3"]);
     d.settle();
     run_once(&mut rec, &a, &mut d, 1).unwrap();
     assert_eq!(d.backends["web"], Vec::<String>::new());
-    d.inst("shop-web-1").ready = true;
+    d.inst("shop-web-2").ready = true;
     run_once(&mut rec, &a, &mut d, 2).unwrap();
-    assert_eq!(d.backends["web"], vec!["shop-web-1"]);
+    assert_eq!(d.backends["web"], vec!["shop-web-2"]);
     assert_eq!(
-        rec.status(&d.insts["shop-web-0"].1.clone()),
+        rec.status(&d.insts["shop-web-1"].1.clone()),
         Status::NotReady
     );
-    assert_eq!(rec.status(&d.insts["shop-web-1"].1.clone()), Status::Ready);
+    assert_eq!(rec.status(&d.insts["shop-web-2"].1.clone()), Status::Ready);
     // Nothing more to do once converged.
     assert!(rec.plan(&a, &d.list("shop").unwrap(), 3).is_empty());
 }
@@ -184,7 +184,7 @@ fn crashes_restart_with_exponential_backoff_shown_as_crashloop() {
     };
     let mut rec = Reconciler::new(cfg);
     converge(&mut rec, &a, &mut d);
-    let name = "shop-web-0".to_string();
+    let name = "shop-web-1".to_string();
     let mut restart_times = Vec::new();
     for t in 1..20_000u64 {
         d.now = t;
@@ -218,7 +218,7 @@ fn crashes_restart_with_exponential_backoff_shown_as_crashloop() {
 }
 
 #[test]
-fn restart_count_resets_after_a_long_healthy_run() {
+fn a_long_healthy_run_resets_the_backoff_not_the_count() {
     let a = app(1, RestartPolicy::Always);
     let mut d = Fake::new();
     let mut rec = Reconciler::new(ReconcileConfig {
@@ -228,13 +228,112 @@ fn restart_count_resets_after_a_long_healthy_run() {
         drain_timeout: 1,
     });
     converge(&mut rec, &a, &mut d);
-    d.inst("shop-web-0").state = InstanceState::Exited { code: 2 };
+    d.inst("shop-web-1").state = InstanceState::Exited { code: 2 };
     run_once(&mut rec, &a, &mut d, 5).unwrap();
     d.settle();
-    assert_eq!(rec.restart_count("shop-web-0"), 1);
+    assert_eq!(rec.restart_count("shop-web-1"), 1);
+    assert_eq!(rec.restart_memory()["shop-web-1"].backoff, 1);
     d.now = 20_000;
     run_once(&mut rec, &a, &mut d, 20_000).unwrap();
-    assert_eq!(rec.restart_count("shop-web-0"), 0);
+    // kubectl's RESTARTS keeps counting; the next crash restarts at once again.
+    assert_eq!(rec.restart_count("shop-web-1"), 1);
+    assert_eq!(rec.restart_memory()["shop-web-1"].backoff, 0);
+    d.inst("shop-web-1").state = InstanceState::Exited { code: 2 };
+    let acts = run_once(&mut rec, &a, &mut d, 20_001).unwrap();
+    assert!(acts.contains(&Action::Restart {
+        name: "shop-web-1".into()
+    }));
+    assert_eq!(rec.restart_count("shop-web-1"), 2);
+}
+
+/// A reconciler that takes up stored restart memory (the daemon after a restart) keeps the
+/// count and the CrashLoopBackOff deadline, instead of restarting at once from zero.
+#[test]
+fn restart_memory_carries_count_and_backoff_to_a_new_reconciler() {
+    let a = app(1, RestartPolicy::Always);
+    let mut d = Fake::new();
+    let cfg = ReconcileConfig {
+        backoff_base: 1000,
+        backoff_max: 60_000,
+        backoff_reset_after: 600_000,
+        drain_timeout: 1,
+    };
+    let mut rec = Reconciler::new(cfg);
+    converge(&mut rec, &a, &mut d);
+    let name = "shop-web-1".to_string();
+    // Crash, restart at once; crash, restart after 1 s; crash: now waiting 2 s.
+    let mut t = 10;
+    while rec.restart_count(&name) < 2 || d.inst(&name).state == InstanceState::Starting {
+        if d.inst(&name).state == InstanceState::Running {
+            d.inst(&name).state = InstanceState::Exited { code: 1 };
+        }
+        run_once(&mut rec, &a, &mut d, t).unwrap();
+        d.settle();
+        t += 1;
+    }
+    d.inst(&name).state = InstanceState::Exited { code: 1 };
+    run_once(&mut rec, &a, &mut d, t).unwrap();
+    let crashed_at = t;
+    assert_eq!(
+        rec.status(&d.insts[&name].1.clone()),
+        Status::CrashLoopBackOff
+    );
+    let stored = serde_json::to_string(rec.restart_memory()).unwrap();
+
+    let mut again = Reconciler::new(cfg);
+    again.remember_restarts(serde_json::from_str(&stored).unwrap());
+    assert_eq!(again.restart_count(&name), 2);
+    assert_eq!(
+        again.status(&d.insts[&name].1.clone()),
+        Status::CrashLoopBackOff
+    );
+    let acts = run_once(&mut again, &a, &mut d, crashed_at + 1999).unwrap();
+    assert!(
+        !acts.iter().any(|a| matches!(a, Action::Restart { .. })),
+        "restarted before its backoff: {acts:?}"
+    );
+    let acts = run_once(&mut again, &a, &mut d, crashed_at + 2000).unwrap();
+    assert!(acts.contains(&Action::Restart { name: name.clone() }));
+    assert_eq!(again.restart_count(&name), 3);
+    // A replica that is gone is forgotten at the next step.
+    let mut fresh = Reconciler::new(cfg);
+    let mut mem = again.restart_memory().clone();
+    mem.insert("shop-web-9".into(), RestartState::default());
+    fresh.remember_restarts(mem);
+    run_once(&mut fresh, &a, &mut d, crashed_at + 3000).unwrap();
+    assert!(!fresh.restart_memory().contains_key("shop-web-9"));
+}
+
+/// A Deployment's pods are named `<deployment>-<pod-template-hash>-<suffix>`; a rolling
+/// update (a new template) gives them a new hash, a scale-up the same one.
+#[test]
+fn deployment_pods_get_kubectl_names_that_change_with_the_template() {
+    let mut a = app(2, RestartPolicy::Always);
+    a.source = Source::Kubernetes;
+    a.services.get_mut("web").unwrap().kind = WorkloadKind::Deployment;
+    let mut d = Fake::new();
+    let mut rec = Reconciler::default();
+    converge(&mut rec, &a, &mut d);
+    let hash_of = |n: &str| n.rsplit_once('-').unwrap().0.to_string();
+    let first = d.names();
+    assert_eq!(first.len(), 2);
+    let want = format!("web-{}", pod_template_hash(&revision(&a.services["web"])));
+    for n in &first {
+        assert_eq!(hash_of(n), want, "{n}");
+        assert_eq!(n.rsplit_once('-').unwrap().1.len(), 5, "{n}");
+    }
+    a.services.get_mut("web").unwrap().replicas = 3;
+    converge(&mut rec, &a, &mut d);
+    assert!(d.names().iter().all(|n| hash_of(n) == want));
+    a.services.get_mut("web").unwrap().image = Some("web:2".into());
+    converge(&mut rec, &a, &mut d);
+    let after = d.names();
+    assert_eq!(after.len(), 3);
+    for n in &after {
+        assert!(!first.contains(n));
+        assert_ne!(hash_of(n), want, "{n} kept the old template's hash");
+        assert!(n.starts_with("web-"), "{n}");
+    }
 }
 
 #[test]
@@ -256,11 +355,11 @@ fn no_and_on_failure_policies() {
         let mut d = Fake::new();
         let mut rec = Reconciler::default();
         converge(&mut rec, &a, &mut d);
-        d.inst("shop-web-0").state = InstanceState::Exited { code };
+        d.inst("shop-web-1").state = InstanceState::Exited { code };
         let acts = run_once(&mut rec, &a, &mut d, 10).unwrap();
         assert_eq!(
             acts.contains(&Action::Restart {
-                name: "shop-web-0".into()
+                name: "shop-web-1".into()
             }),
             restarts,
             "{policy:?} exit {code}"
@@ -276,7 +375,7 @@ fn no_and_on_failure_policies() {
             } else {
                 Status::Error
             };
-            assert_eq!(rec.status(&d.insts["shop-web-0"].1.clone()), want);
+            assert_eq!(rec.status(&d.insts["shop-web-1"].1.clone()), want);
         }
     }
     // unless-stopped leaves a replica the user stopped alone.
@@ -284,8 +383,8 @@ fn no_and_on_failure_policies() {
     let mut d = Fake::new();
     let mut rec = Reconciler::default();
     converge(&mut rec, &a, &mut d);
-    d.inst("shop-web-0").state = InstanceState::Exited { code: 137 };
-    d.inst("shop-web-0").stopped_by_user = true;
+    d.inst("shop-web-1").state = InstanceState::Exited { code: 137 };
+    d.inst("shop-web-1").stopped_by_user = true;
     assert!(run_once(&mut rec, &a, &mut d, 10)
         .unwrap()
         .iter()
@@ -299,19 +398,19 @@ fn liveness_failure_restarts_and_leaves_the_balancer_first() {
     let mut rec = Reconciler::default();
     converge(&mut rec, &a, &mut d);
     assert_eq!(d.backends["web"].len(), 2);
-    d.inst("shop-web-1").live = false;
+    d.inst("shop-web-2").live = false;
     let acts = run_once(&mut rec, &a, &mut d, 100).unwrap();
     assert_eq!(
         acts[0],
         Action::SetBackends {
             service: "web".into(),
-            instances: vec!["shop-web-0".into()]
+            instances: vec!["shop-web-1".into()]
         }
     );
     assert_eq!(
         acts[1],
         Action::Restart {
-            name: "shop-web-1".into()
+            name: "shop-web-2".into()
         }
     );
     d.settle();
@@ -329,30 +428,30 @@ fn scale_down_drains_before_removing() {
     });
     converge(&mut rec, &a, &mut d);
     a.services.get_mut("web").unwrap().replicas = 1;
-    d.inst("shop-web-2").in_flight = 4;
+    d.inst("shop-web-3").in_flight = 4;
     let acts = run_once(&mut rec, &a, &mut d, 10).unwrap();
     assert_eq!(
         acts,
         vec![Action::SetBackends {
             service: "web".into(),
-            instances: vec!["shop-web-0".into()]
+            instances: vec!["shop-web-1".into()]
         }]
     );
     assert_eq!(
-        rec.status(&d.insts["shop-web-2"].1.clone()),
+        rec.status(&d.insts["shop-web-3"].1.clone()),
         Status::Terminating
     );
     // The idle one goes at the next step; the busy one waits for its requests.
     run_once(&mut rec, &a, &mut d, 20).unwrap();
-    assert_eq!(d.removed, vec!["shop-web-1"]);
-    d.inst("shop-web-2").in_flight = 0;
+    assert_eq!(d.removed, vec!["shop-web-2"]);
+    d.inst("shop-web-3").in_flight = 0;
     run_once(&mut rec, &a, &mut d, 30).unwrap();
-    assert_eq!(d.removed, vec!["shop-web-1", "shop-web-2"]);
+    assert_eq!(d.removed, vec!["shop-web-2", "shop-web-3"]);
     // A drain that never finishes ends at the timeout.
     a.services.get_mut("web").unwrap().replicas = 2;
     converge(&mut rec, &a, &mut d);
     a.services.get_mut("web").unwrap().replicas = 1;
-    let busy = d.names().into_iter().find(|n| n != "shop-web-0").unwrap();
+    let busy = d.names().into_iter().find(|n| n != "shop-web-1").unwrap();
     d.inst(&busy).in_flight = 1;
     run_once(&mut rec, &a, &mut d, 100).unwrap();
     run_once(&mut rec, &a, &mut d, 500).unwrap();
@@ -376,7 +475,7 @@ fn rolling_update_keeps_ready_backends_at_every_step() {
     }
     run_once(&mut rec, &a, &mut d, 0).unwrap();
     assert_eq!(d.backends["web"].len(), 3);
-    let old_rev = d.insts["shop-web-0"].1.revision.clone();
+    let old_rev = d.insts["shop-web-1"].1.revision.clone();
     a.services.get_mut("web").unwrap().image = Some("web:2".into());
     let new_rev = revision(&a.services["web"]);
     assert_ne!(old_rev, new_rev);
@@ -486,13 +585,13 @@ fn dependencies_wait_for_health() {
     d.auto_ready = false;
     let mut rec = Reconciler::default();
     run_once(&mut rec, &a, &mut d, 0).unwrap();
-    assert_eq!(d.names(), vec!["shop-db-0"]);
+    assert_eq!(d.names(), vec!["shop-db-1"]);
     d.settle();
     run_once(&mut rec, &a, &mut d, 1).unwrap();
-    assert_eq!(d.names(), vec!["shop-db-0"]);
-    d.inst("shop-db-0").ready = true;
+    assert_eq!(d.names(), vec!["shop-db-1"]);
+    d.inst("shop-db-1").ready = true;
     run_once(&mut rec, &a, &mut d, 2).unwrap();
-    assert_eq!(d.names(), vec!["shop-db-0", "shop-web-0"]);
+    assert_eq!(d.names(), vec!["shop-db-1", "shop-web-1"]);
 }
 
 #[test]
@@ -512,7 +611,7 @@ fn removed_services_drain_away_and_down_touches_only_its_app() {
     converge(&mut rec, &a, &mut d);
     a.services.remove("db");
     converge(&mut rec, &a, &mut d);
-    assert_eq!(d.names(), vec!["shop-web-0", "shop-web-1"]);
+    assert_eq!(d.names(), vec!["shop-web-1", "shop-web-2"]);
     assert_eq!(d.backends["db"], Vec::<String>::new());
     // Another app's replica on the same driver.
     let mut other = app(1, RestartPolicy::Always);
@@ -520,8 +619,8 @@ fn removed_services_drain_away_and_down_touches_only_its_app() {
     let mut rec2 = Reconciler::default();
     converge(&mut rec2, &other, &mut d);
     let removed = rec.down("shop", &["web".to_string()], &mut d).unwrap();
-    assert_eq!(removed, vec!["shop-web-0", "shop-web-1"]);
-    assert_eq!(d.names(), vec!["other-web-0"]);
+    assert_eq!(removed, vec!["shop-web-1", "shop-web-2"]);
+    assert_eq!(d.names(), vec!["other-web-1"]);
 }
 
 #[test]
