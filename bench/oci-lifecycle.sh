@@ -3,6 +3,7 @@
 # + wait + delete), alternating the two runtimes in one run; prints each median and the
 # ratio, then the runtime's own peak memory charged to the container's cgroup.
 # Usage (root): bench/oci-lifecycle.sh [iterations]   (env CORRAL_BIN, RUNC_BIN override)
+# Both runtimes get the same bundle (on disk) and a state root on the same private tmpfs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,9 +18,14 @@ CORRAL=$(realpath "$CORRAL")
 
 work=$(mktemp -d /tmp/corral-oci-bench.XXXXXX)
 cg="corral-oci-bench-$$"
+# Both state roots on one private tmpfs, as runc's default /run/runc and containerd's
+# /run/containerd are: like for like, and no disk writeback in either runtime's timing.
+mkdir -p "$work/state"
+mount -t tmpfs -o size=16m,mode=0700 corral-oci-bench "$work/state"
 cleanup() {
-  "$RUNC" --root "$work/runc-root" delete --force "b-runc" >/dev/null 2>&1 || true
-  "$CORRAL" oci --root "$work/corral-root" delete --force "b-corral" >/dev/null 2>&1 || true
+  "$RUNC" --root "$work/state/runc-root" delete --force "b-runc" >/dev/null 2>&1 || true
+  "$CORRAL" oci --root "$work/state/corral-root" delete --force "b-corral" >/dev/null 2>&1 || true
+  umount "$work/state" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -38,9 +44,9 @@ us() { local t=${1/./}; echo $((10#$t)); }   # $EPOCHREALTIME (s.micro) -> micro
 declare -a t_runc t_corral
 cd "$work/bundle"
 for ((i = 0; i < N + 2; i++)); do
-  s=$EPOCHREALTIME; "$RUNC" --root "$work/runc-root" run "b-runc" >/dev/null; e=$EPOCHREALTIME
+  s=$EPOCHREALTIME; "$RUNC" --root "$work/state/runc-root" run "b-runc" >/dev/null; e=$EPOCHREALTIME
   [ "$i" -ge 2 ] && t_runc+=($(( $(us "$e") - $(us "$s") )))
-  s=$EPOCHREALTIME; "$CORRAL" oci --root "$work/corral-root" run "b-corral" >/dev/null; e=$EPOCHREALTIME
+  s=$EPOCHREALTIME; "$CORRAL" oci --root "$work/state/corral-root" run "b-corral" >/dev/null; e=$EPOCHREALTIME
   [ "$i" -ge 2 ] && t_corral+=($(( $(us "$e") - $(us "$s") )))
 done
 cd "$OLDPWD"
@@ -51,6 +57,19 @@ printf 'run /bin/true (create+start+wait+delete), %d iterations each, alternatin
 printf '  runc   median %8.2f ms\n' "$(echo "$mr / 1000" | bc -l)"
 printf '  corral median %8.2f ms\n' "$(echo "$mc / 1000" | bc -l)"
 printf '  ratio corral/runc: %.3f (goal <= 0.2)\n' "$(echo "$mc / $mr" | bc -l)"
+
+# Binary startup alone: `--version` of each (no container), alternating.
+declare -a v_runc v_corral
+for ((i = 0; i < N; i++)); do
+  s=$EPOCHREALTIME; "$RUNC" --version >/dev/null; e=$EPOCHREALTIME
+  v_runc+=($(( $(us "$e") - $(us "$s") )))
+  s=$EPOCHREALTIME; "$CORRAL" oci --version >/dev/null; e=$EPOCHREALTIME
+  v_corral+=($(( $(us "$e") - $(us "$s") )))
+done
+vr=$(median "${v_runc[@]}"); vc=$(median "${v_corral[@]}")
+printf 'startup (--version), %d iterations each\n' "$N"
+printf '  runc   median %8.2f ms\n' "$(echo "$vr / 1000" | bc -l)"
+printf '  corral median %8.2f ms\n' "$(echo "$vc / 1000" | bc -l)"
 
 # Peak memory charged to the container's cgroup: create, start, wait for /bin/true to exit,
 # read the cgroup's high-water mark, delete. /bin/true is the same for both runtimes.
@@ -71,8 +90,8 @@ peak() {
   "${cmd[@]}" --root "$root" delete --force "$id" >/dev/null 2>&1
   : "$pid"
 }
-pr=$(peak "$RUNC" "$work/runc-root" b-runc)
-pc=$(peak "$CORRAL" "$work/corral-root" b-corral)
+pr=$(peak "$RUNC" "$work/state/runc-root" b-runc)
+pc=$(peak "$CORRAL" "$work/state/corral-root" b-corral)
 printf 'peak memory charged to the container cgroup (runtime init + /bin/true)\n'
 printf '  runc   %8.1f KiB\n' "$(echo "$pr / 1024" | bc -l)"
 printf '  corral %8.1f KiB\n' "$(echo "$pc / 1024" | bc -l)"

@@ -306,3 +306,30 @@ fn host_oci_console_socket_receives_pty_master() {
     assert!(text.contains("is-a-tty"), "{text:?}");
     assert!(text.contains("/dev/pts/"), "{text:?}");
 }
+
+#[test]
+fn host_oci_runtime_processes_exe_cannot_be_opened_from_the_container() {
+    if !host_ready() {
+        return;
+    }
+    // CVE-2019-5736 class: a container sharing the host's pid namespace sees the `corral oci
+    // run` process that waits for it (the parent of its init). Its /proc/<pid>/exe, the host
+    // binary, must not open: not for writing, and not for reading either (an fd kept open
+    // could be reopened for writing once the runtime exits). The append open writes nothing.
+    let mut b = TestBundle::new(
+        "exe-open",
+        "pp=$(cut -d' ' -f4 /proc/$$/stat); cut -d' ' -f2 /proc/$pp/stat
+         cat /proc/$pp/exe > /dev/null 2>&1 && echo read-open || echo read-denied
+         (exec 3>>/proc/$pp/exe) 2>/dev/null && echo write-open || echo write-denied
+         readlink /proc/$pp/exe > /dev/null 2>&1 && echo link-visible || echo link-hidden",
+    );
+    let ns = b.config["linux"]["namespaces"].as_array().unwrap().clone();
+    b.config["linux"]["namespaces"] = ns.into_iter().filter(|n| n["type"] != "pid").collect();
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["(corral)", "read-denied", "write-denied", "link-hidden"],
+        "{out}"
+    );
+}

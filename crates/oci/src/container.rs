@@ -508,6 +508,18 @@ impl Container {
         self.destroy()
     }
 
+    /// Remove a container whose init the caller has already reaped (`run`), without probing
+    /// its status again. Sharing the host's pid namespace, the init's children may outlive it:
+    /// those left in the cgroup are killed first.
+    pub fn delete_reaped(self) -> Result<(), ContainerError> {
+        if self.state.host_pid_ns {
+            for pid in self.cgroup().pids().unwrap_or_default() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        self.destroy()
+    }
+
     fn kill_and_wait(&self) -> Result<(), ContainerError> {
         let cg = self.cgroup();
         let pidfd = spawn::pidfd_open(self.state.pid).ok();

@@ -198,6 +198,12 @@ enum Cmd {
 /// Entry of the oci face: parse `argv` (argv[0] included) and run; errors are logged as runc
 /// does and give exit status 1.
 pub fn main(argv: Vec<OsString>) -> ExitCode {
+    // CVE-2019-5736 class: every process of the runtime (the `run` parent a host-pid-namespace
+    // container can see, the init and exec children that inherit this while they run host
+    // code in a container's pid namespace) is non-dumpable from the start, so no container
+    // process without CAP_SYS_PTRACE over the host can open its /proc/<pid>/exe.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let cli = match Runc::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {

@@ -126,7 +126,7 @@ pub fn run(
     c.poststart()?;
     let code = wait_exit(spawned.pid)?;
     if !keep {
-        c.delete(true)?;
+        c.delete_reaped()?;
     }
     Ok(ExitCode::from(code))
 }

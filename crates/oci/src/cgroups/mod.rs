@@ -7,6 +7,7 @@
 //! for what only it holds ([`HybridManager`]). All take their roots from a [`CgroupLayout`],
 //! so tests run them against a temporary directory.
 
+pub mod devices_bpf;
 mod hybrid;
 pub mod layout;
 mod stats;
@@ -217,14 +218,21 @@ pub(crate) fn read_file(dir: &Path, file: &str) -> Result<String, CgroupError> {
 
 /// Remove a cgroup directory, retrying while the kernel still lists exiting tasks.
 pub(crate) fn rmdir(path: &Path) -> Result<(), CgroupError> {
-    for attempt in 0..200 {
+    let mut waited = std::time::Duration::ZERO;
+    let mut delay = std::time::Duration::from_micros(100);
+    loop {
         match fs::remove_dir(path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 199 => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && waited < std::time::Duration::from_secs(1) =>
+            {
                 // Exiting tasks leave their cgroup asynchronously; there is no event for it
-                // on v1, so wait a little (bounded to ~1 s in all).
-                std::thread::sleep(std::time::Duration::from_millis(5));
+                // on v1, so poll, briefly at first (bounded to ~1 s in all).
+                std::thread::sleep(delay);
+                waited += delay;
+                delay = (delay * 2).min(std::time::Duration::from_millis(10));
             }
             Err(source) => {
                 return Err(CgroupError::Io {
@@ -234,7 +242,6 @@ pub(crate) fn rmdir(path: &Path) -> Result<(), CgroupError> {
             }
         }
     }
-    Ok(())
 }
 
 /// Parse a pid list file (`cgroup.procs`).

@@ -141,11 +141,8 @@ impl V2Manager {
             }
             write_file(d, k, v)?;
         }
-        if r.devices().as_ref().is_some_and(|d| {
-            d.iter()
-                .any(|x| x.allow() && (x.major().is_some() || x.typ().is_some()))
-        }) {
-            tracing::debug!("v2 device rules need a BPF program; relying on the device nodes created in the rootfs");
+        if let Some(rules) = r.devices().as_deref().filter(|d| !d.is_empty()) {
+            super::devices_bpf::attach(d, rules)?;
         }
         Ok(())
     }
