@@ -307,6 +307,49 @@ fn host_oci_console_socket_receives_pty_master() {
     assert!(text.contains("/dev/pts/"), "{text:?}");
 }
 
+/// Drop CAP_SYS_PTRACE from every set of the calling process (async-signal-safe: raw syscalls
+/// only, for `pre_exec`).
+fn drop_sys_ptrace() -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const SYS_PTRACE: u32 = 19;
+    let mut hdr = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: plain syscalls on local, correctly sized structures.
+    unsafe {
+        if libc::prctl(libc::PR_CAPBSET_DROP, SYS_PTRACE, 0, 0, 0) != 0
+            || libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        let bit = !(1u32 << SYS_PTRACE);
+        data[0].effective &= bit;
+        data[0].permitted &= bit;
+        data[0].inheritable &= bit;
+        if libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn host_oci_runtime_processes_exe_cannot_be_opened_from_the_container() {
     if !host_ready() {
@@ -325,6 +368,22 @@ fn host_oci_runtime_processes_exe_cannot_be_opened_from_the_container() {
     );
     let ns = b.config["linux"]["namespaces"].as_array().unwrap().clone();
     b.config["linux"]["namespaces"] = ns.into_iter().filter(|n| n["type"] != "pid").collect();
+    // A nearly privileged container: every capability this host grants but CAP_SYS_PTRACE.
+    let all: Vec<String> = caps::read(None, caps::CapSet::Bounding)
+        .unwrap()
+        .into_iter()
+        .filter(|c| *c != caps::Capability::CAP_SYS_PTRACE)
+        .map(|c| c.to_string())
+        .collect();
+    for set in [
+        "bounding",
+        "effective",
+        "permitted",
+        "inheritable",
+        "ambient",
+    ] {
+        b.config["process"]["capabilities"][set] = json!(all);
+    }
     let (code, out, err) = b.run();
     assert_eq!(code, 0, "{err}");
     assert_eq!(
@@ -332,4 +391,37 @@ fn host_oci_runtime_processes_exe_cannot_be_opened_from_the_container() {
         ["(corral)", "read-denied", "write-denied", "link-hidden"],
         "{out}"
     );
+
+    // A runtime started without CAP_SYS_PTRACE (a daemon with a narrowed bounding set): the
+    // container now holds every capability the runtime has, so the kernel's capability
+    // check no longer stands in the way; the runtime being non-dumpable still does.
+    b.write();
+    let root = b.root(&corral());
+    let out = unsafe_pre_exec(
+        std::process::Command::new(corral())
+            .arg("oci")
+            .arg("--root")
+            .arg(&root)
+            .args(["run", &b.id])
+            .current_dir(b.bundle()),
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        ["(corral)", "read-denied", "write-denied", "link-hidden"],
+        "{text}"
+    );
+}
+
+fn unsafe_pre_exec(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook only makes raw system calls (no allocation, no locks).
+    unsafe { cmd.pre_exec(drop_sys_ptrace) }
 }
