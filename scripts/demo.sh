@@ -62,7 +62,7 @@ run vm run --kernel "$kernel" --initrd "$WORK/initramfs.cpio" --memory 256M --ac
   --cmdline "console=ttyS0 reboot=k panic=-1 quiet" < /dev/null | tee "$WORK/vm.log"
 grep -q "corral-demo-vm:" "$WORK/vm.log" || fail "the VM did not reach its /init"
 
-step "The same guest through the daemon with corral's guest agent: heartbeat and guest memory in the inventory, shutdown through the agent"
+step "The same guest through the daemon with corral's guest agent: heartbeat and guest memory in the inventory, a command, shutdown through the agent"
 cp "$(scripts/agent.sh)" "$WORK/initramfs/bin/corral-agent"
 cp demo/guest-agent-init.sh "$WORK/initramfs/init"
 (cd "$WORK/initramfs" && find . | cpio -o -H newc --quiet) > "$WORK/agent-initramfs.cpio"
@@ -78,6 +78,7 @@ beating() {
 for _ in $(seq 240); do beating && break; sleep 0.5; done
 run vm ls
 beating || fail "no heartbeat from the guest agent"
+run vm exec demo-vm -- /bin/busybox uname -sr
 run vm shutdown demo-vm
 run vm rm demo-vm
 

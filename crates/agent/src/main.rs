@@ -1,10 +1,9 @@
 //! `corral-agent`, the guest agent: it connects to the host over vsock (CID 2, port 1024),
 //! sends a heartbeat with the guest's uptime, memory and load every few seconds, and powers
-//! the guest off when the host asks (protocol: `corral_agent::protocol`). Started in the
-//! background by the guest's init; it reconnects whenever the connection breaks.
-//!
-//! `exec` is not built yet: a version 1 host never sends it.
+//! the guest off and runs commands when the host asks (protocol: `corral_agent::protocol`).
+//! Started in the background by the guest's init; it reconnects whenever the connection breaks.
 
+mod exec;
 mod session;
 
 use std::path::PathBuf;
@@ -16,7 +15,7 @@ use corral_agent::protocol::{AGENT_PORT, HOST_CID};
 const USAGE: &str = "usage: corral-agent [--cid N] [--port N] [--interval SECONDS] [--unix PATH]
 
 The corral guest agent: heartbeats with the guest's uptime, memory and load to the host over
-vsock, and a clean power-off when the host asks.
+vsock; a clean power-off and commands (`corral vm exec`) when the host asks.
 
   --cid N         the host's vsock CID (default 2)
   --port N        the host's vsock port (default 1024)

@@ -12,17 +12,26 @@
 //! does not know (so a newer peer may add both); a missing field is "not known".
 //!
 //! Agent → host:
-//! - `hello version=1 agent=<agent version>`: first line of every connection. A host that does
-//!   not speak `version` closes the connection.
+//! - `hello version=1 agent=<agent version> caps=exec`: first line of every connection; `caps`
+//!   lists optional requests the agent serves (comma-separated). A host that does not speak
+//!   `version` closes the connection.
 //! - `heartbeat seq=<n> uptime_ms=<n> mem_total_kib=<n> mem_available_kib=<n> load1=<f>
 //!   load5=<f> load15=<f>`: every few seconds (the agent's `--interval`, 2 s by default);
 //!   `seq` counts from 1 per connection; the figures are the guest's `/proc/uptime`,
 //!   `/proc/meminfo` (MemTotal, MemAvailable) and `/proc/loadavg`.
 //! - `ack op=<kind>`: the agent took a request and is acting on it.
+//! - `exec_out id=<n> stream=stdout|stderr data=<hex>`: output of command `id`, in chunks of at
+//!   most [`EXEC_CHUNK`] bytes (the agent forwards at most [`EXEC_OUTPUT_MAX`] bytes per stream).
+//! - `exec_exit id=<n> code=<n>` | `signal=<n>` | `error=<hex of a message>`: command `id`
+//!   ended with an exit status, was killed by a signal (also when its timeout expired), or
+//!   could not start.
 //!
 //! Host → agent:
 //! - `shutdown`: power the guest off (the agent acknowledges, syncs the file systems and
-//!   powers off). `exec` is not part of version 1.
+//!   powers off).
+//! - `exec id=<n> timeout_ms=<n> argv=x<hex>,x<hex>,…`: run a command (no shell; stdin is
+//!   empty) and send its output and end; each argument is `x` then its bytes in hex, so the
+//!   whole command must fit the line limit. Only to an agent whose hello listed `exec`.
 
 use std::fmt::{self, Write as _};
 
@@ -34,6 +43,48 @@ pub const AGENT_PORT: u32 = 1024;
 pub const HOST_CID: u32 = 2;
 /// Longest line either side sends or accepts, newline included.
 pub const MAX_LINE: usize = 1024;
+/// Most output bytes in one `exec_out` line.
+pub const EXEC_CHUNK: usize = 480;
+/// Most output bytes the agent forwards per stream of one command.
+pub const EXEC_OUTPUT_MAX: usize = 1 << 20;
+/// The capability an agent lists when it serves `exec`.
+pub const CAP_EXEC: &str = "exec";
+
+/// Bytes as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes from hex; None when it is not hex.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Which output stream of a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEnd {
+    /// It exited with this status.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+    /// It could not start.
+    Error(String),
+}
 
 /// Errors parsing a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +163,8 @@ pub enum Message {
         version: u32,
         /// The agent's own version.
         agent: String,
+        /// Optional requests it serves (e.g. [`CAP_EXEC`]).
+        caps: Vec<String>,
     },
     /// The guest is alive; its figures.
     Heartbeat(Heartbeat),
@@ -122,6 +175,31 @@ pub enum Message {
     },
     /// Power the guest off.
     Shutdown,
+    /// Run a command.
+    Exec {
+        /// Chosen by the host; output and end carry it.
+        id: u64,
+        /// Kill the command after this long.
+        timeout_ms: u64,
+        /// Program and arguments.
+        argv: Vec<String>,
+    },
+    /// A chunk of a command's output.
+    ExecOut {
+        /// The command.
+        id: u64,
+        /// Which stream.
+        stream: ExecStream,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// A command ended.
+    ExecExit {
+        /// The command.
+        id: u64,
+        /// How.
+        end: ExecEnd,
+    },
 }
 
 /// Whether `v` can be sent as a field value.
@@ -153,8 +231,16 @@ impl Message {
     pub fn encode(&self) -> String {
         let mut s = String::new();
         match self {
-            Message::Hello { version, agent } => {
+            Message::Hello {
+                version,
+                agent,
+                caps,
+            } => {
                 let _ = write!(s, "hello version={version} agent={}", token(agent));
+                if !caps.is_empty() {
+                    let caps: Vec<String> = caps.iter().map(|c| token(c)).collect();
+                    let _ = write!(s, " caps={}", caps.join(","));
+                }
             }
             Message::Heartbeat(h) => {
                 let _ = write!(s, "heartbeat seq={}", h.seq);
@@ -176,6 +262,35 @@ impl Message {
                 let _ = write!(s, "ack op={}", token(op));
             }
             Message::Shutdown => s.push_str("shutdown"),
+            Message::Exec {
+                id,
+                timeout_ms,
+                argv,
+            } => {
+                let args: Vec<String> = argv
+                    .iter()
+                    .map(|a| format!("x{}", hex(a.as_bytes())))
+                    .collect();
+                let _ = write!(
+                    s,
+                    "exec id={id} timeout_ms={timeout_ms} argv={}",
+                    args.join(",")
+                );
+            }
+            Message::ExecOut { id, stream, data } => {
+                let stream = match stream {
+                    ExecStream::Stdout => "stdout",
+                    ExecStream::Stderr => "stderr",
+                };
+                let _ = write!(s, "exec_out id={id} stream={stream} data={}", hex(data));
+            }
+            Message::ExecExit { id, end } => {
+                let _ = match end {
+                    ExecEnd::Code(c) => write!(s, "exec_exit id={id} code={c}"),
+                    ExecEnd::Signal(n) => write!(s, "exec_exit id={id} signal={n}"),
+                    ExecEnd::Error(e) => write!(s, "exec_exit id={id} error={}", hex(e.as_bytes())),
+                };
+            }
         }
         s.truncate(MAX_LINE - 1);
         s.push('\n');
@@ -208,6 +323,17 @@ impl Message {
                 })
                 .transpose()
         };
+        let bad = |key: &str| ProtocolError::BadValue {
+            key: key.to_owned(),
+            value: get(key).unwrap_or_default().to_owned(),
+        };
+        fn need<T>(
+            v: Option<T>,
+            kind: &'static str,
+            key: &'static str,
+        ) -> Result<T, ProtocolError> {
+            v.ok_or(ProtocolError::Missing { kind, key })
+        }
         let float = |key: &str| -> Result<Option<f64>, ProtocolError> {
             get(key)
                 .map(|v| {
@@ -233,6 +359,9 @@ impl Message {
                         value: version.to_string(),
                     })?,
                     agent: get("agent").unwrap_or("unknown").to_owned(),
+                    caps: get("caps")
+                        .map(|c| c.split(',').map(String::from).collect())
+                        .unwrap_or_default(),
                 })
             }
             "heartbeat" => {
@@ -261,6 +390,52 @@ impl Message {
                     .to_owned(),
             }),
             "shutdown" => Ok(Message::Shutdown),
+            "exec" => {
+                let id = need(num("id")?, "exec", "id")?;
+                let argv = need(get("argv"), "exec", "argv")?
+                    .split(',')
+                    .map(|a| {
+                        a.strip_prefix('x')
+                            .and_then(unhex)
+                            .and_then(|b| String::from_utf8(b).ok())
+                    })
+                    .collect::<Option<Vec<String>>>()
+                    .ok_or_else(|| bad("argv"))?;
+                Ok(Message::Exec {
+                    id,
+                    timeout_ms: need(num("timeout_ms")?, "exec", "timeout_ms")?,
+                    argv,
+                })
+            }
+            "exec_out" => Ok(Message::ExecOut {
+                id: need(num("id")?, "exec_out", "id")?,
+                stream: match need(get("stream"), "exec_out", "stream")? {
+                    "stdout" => ExecStream::Stdout,
+                    "stderr" => ExecStream::Stderr,
+                    _ => return Err(bad("stream")),
+                },
+                data: unhex(need(get("data"), "exec_out", "data")?).ok_or_else(|| bad("data"))?,
+            }),
+            "exec_exit" => {
+                let id = need(num("id")?, "exec_exit", "id")?;
+                let int = |k: &str| {
+                    num(k)?
+                        .map(|v| i32::try_from(v).map_err(|_| bad(k)))
+                        .transpose()
+                };
+                let end = if let Some(c) = int("code")? {
+                    ExecEnd::Code(c)
+                } else if let Some(n) = int("signal")? {
+                    ExecEnd::Signal(n)
+                } else {
+                    let e = need(get("error"), "exec_exit", "code")?;
+                    ExecEnd::Error(
+                        String::from_utf8_lossy(&unhex(e).ok_or_else(|| bad("error"))?)
+                            .into_owned(),
+                    )
+                };
+                Ok(Message::ExecExit { id, end })
+            }
             other => Err(ProtocolError::UnknownKind(token(other))),
         }
     }
@@ -286,6 +461,12 @@ mod tests {
             Message::Hello {
                 version: 1,
                 agent: "0.1.0".into(),
+                caps: vec![CAP_EXEC.into()],
+            },
+            Message::Hello {
+                version: 1,
+                agent: "0.1.0".into(),
+                caps: vec![],
             },
             Message::Heartbeat(beat()),
             Message::Heartbeat(Heartbeat {
@@ -296,6 +477,38 @@ mod tests {
                 op: "shutdown".into(),
             },
             Message::Shutdown,
+            Message::Exec {
+                id: 3,
+                timeout_ms: 5000,
+                argv: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo a=b; exit 3".into(),
+                    String::new(),
+                ],
+            },
+            Message::ExecOut {
+                id: 3,
+                stream: ExecStream::Stderr,
+                data: vec![0, 10, 255, b' '],
+            },
+            Message::ExecOut {
+                id: 3,
+                stream: ExecStream::Stdout,
+                data: vec![b'x'; EXEC_CHUNK],
+            },
+            Message::ExecExit {
+                id: 3,
+                end: ExecEnd::Code(3),
+            },
+            Message::ExecExit {
+                id: 4,
+                end: ExecEnd::Signal(9),
+            },
+            Message::ExecExit {
+                id: 5,
+                end: ExecEnd::Error("no such file: /x y".into()),
+            },
         ] {
             let line = m.encode();
             assert!(
@@ -341,8 +554,8 @@ mod tests {
         assert_eq!(Message::parse(""), Err(ProtocolError::Empty));
         assert_eq!(Message::parse("  \n"), Err(ProtocolError::Empty));
         assert_eq!(
-            Message::parse("exec cmd=ls"),
-            Err(ProtocolError::UnknownKind("exec".into()))
+            Message::parse("migrate to=elsewhere"),
+            Err(ProtocolError::UnknownKind("migrate".into()))
         );
         assert_eq!(
             Message::parse("heartbeat uptime_ms=1"),
@@ -383,10 +596,44 @@ mod tests {
     }
 
     #[test]
+    fn a_full_output_chunk_fits_a_line_and_bad_exec_fields_are_refused() {
+        let line = Message::ExecOut {
+            id: u64::MAX,
+            stream: ExecStream::Stderr,
+            data: vec![0xff; EXEC_CHUNK],
+        }
+        .encode();
+        assert!(line.len() <= MAX_LINE, "{}", line.len());
+        assert_eq!(unhex("0aff"), Some(vec![10, 255]));
+        assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("zz"), None);
+        assert!(matches!(
+            Message::parse("exec id=1 timeout_ms=1 argv=x6g"),
+            Err(ProtocolError::BadValue { key, .. }) if key == "argv"
+        ));
+        assert!(matches!(
+            Message::parse("exec id=1 argv=x6c"),
+            Err(ProtocolError::Missing {
+                key: "timeout_ms",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Message::parse("exec_out id=1 stream=stdin data=00"),
+            Err(ProtocolError::BadValue { key, .. }) if key == "stream"
+        ));
+        assert!(matches!(
+            Message::parse("exec_exit id=1"),
+            Err(ProtocolError::Missing { .. })
+        ));
+    }
+
+    #[test]
     fn values_with_spaces_or_equals_are_made_safe() {
         let line = Message::Hello {
             version: 1,
             agent: "1.0 beta=2".into(),
+            caps: vec![],
         }
         .encode();
         assert_eq!(line, "hello version=1 agent=1.0_beta_2\n");

@@ -2,14 +2,16 @@
 //! send heartbeats on time while listening for requests, and reconnect when it breaks.
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corral_agent::guest_metrics;
-use corral_agent::protocol::{Message, MAX_LINE, PROTOCOL_VERSION};
+use corral_agent::protocol::{Message, CAP_EXEC, MAX_LINE, PROTOCOL_VERSION};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, VsockAddr};
 
@@ -30,6 +32,26 @@ enum End {
 /// A stream to the host: a vsock socket or a Unix socket.
 trait Stream: Read + Write + AsFd {}
 impl<T: Read + Write + AsFd> Stream for T {}
+
+/// The sending side of the connection, shared by the heartbeat loop and running commands
+/// (whole lines under one lock, so they never interleave).
+#[derive(Clone)]
+pub struct Writer(Arc<Mutex<std::fs::File>>);
+
+impl Writer {
+    /// A writer on a duplicate of the connection's descriptor.
+    pub fn new(fd: BorrowedFd<'_>) -> std::io::Result<Self> {
+        Ok(Writer(Arc::new(Mutex::new(std::fs::File::from(
+            fd.try_clone_to_owned()?,
+        )))))
+    }
+
+    /// Send one message.
+    pub fn send(&self, m: &Message) -> std::io::Result<()> {
+        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f.write_all(m.encode().as_bytes())
+    }
+}
 
 fn connect_vsock(cid: u32, port: u32) -> std::io::Result<std::fs::File> {
     let fd: OwnedFd = socket(
@@ -106,14 +128,13 @@ fn power_off(target: &Target) -> ExitCode {
 
 /// One connection: hello, then heartbeats every `interval` while reading requests.
 fn serve(s: &mut dyn Stream, interval: Duration, proc_root: &Path) -> std::io::Result<End> {
-    s.write_all(
-        Message::Hello {
-            version: PROTOCOL_VERSION,
-            agent: env!("CARGO_PKG_VERSION").into(),
-        }
-        .encode()
-        .as_bytes(),
-    )?;
+    let out = Writer::new(s.as_fd())?;
+    let running = Arc::new(AtomicUsize::new(0));
+    out.send(&Message::Hello {
+        version: PROTOCOL_VERSION,
+        agent: env!("CARGO_PKG_VERSION").into(),
+        caps: vec![CAP_EXEC.into()],
+    })?;
     let mut seq = 0u64;
     let mut next = Instant::now();
     let mut pending: Vec<u8> = Vec::new();
@@ -122,8 +143,7 @@ fn serve(s: &mut dyn Stream, interval: Duration, proc_root: &Path) -> std::io::R
         let now = Instant::now();
         if now >= next {
             seq += 1;
-            let beat = Message::Heartbeat(guest_metrics::read(proc_root, seq));
-            s.write_all(beat.encode().as_bytes())?;
+            out.send(&Message::Heartbeat(guest_metrics::read(proc_root, seq)))?;
             next = now + interval;
         }
         let wait = next.saturating_duration_since(Instant::now());
@@ -147,16 +167,22 @@ fn serve(s: &mut dyn Stream, interval: Duration, proc_root: &Path) -> std::io::R
             let line = String::from_utf8_lossy(&line);
             match Message::parse(&line) {
                 Ok(Message::Shutdown) => {
-                    s.write_all(
-                        Message::Ack {
-                            op: "shutdown".into(),
-                        }
-                        .encode()
-                        .as_bytes(),
-                    )?;
-                    s.flush()?;
+                    out.send(&Message::Ack {
+                        op: "shutdown".into(),
+                    })?;
                     return Ok(End::Shutdown);
                 }
+                Ok(Message::Exec {
+                    id,
+                    timeout_ms,
+                    argv,
+                }) => crate::exec::spawn(
+                    id,
+                    argv,
+                    Duration::from_millis(timeout_ms),
+                    out.clone(),
+                    running.clone(),
+                ),
                 Ok(other) => eprintln!("corral-agent: ignoring {other:?} from the host"),
                 Err(e) => eprintln!("corral-agent: ignoring a line from the host: {e}"),
             }
@@ -192,7 +218,8 @@ mod tests {
             Message::parse(&line).unwrap(),
             Message::Hello {
                 version: 1,
-                agent: env!("CARGO_PKG_VERSION").into()
+                agent: env!("CARGO_PKG_VERSION").into(),
+                caps: vec!["exec".into()],
             }
         );
         for want in 1..=3 {
@@ -204,8 +231,27 @@ mod tests {
             assert_eq!(h.seq, want);
             assert!(h.mem_total_kib.is_some(), "{line}");
         }
-        // Requests of unknown kinds are ignored; a shutdown is acknowledged.
-        (&host).write_all(b"exec cmd=ls\nshutdown\n").unwrap();
+        // Requests of unknown kinds are ignored; a command runs; a shutdown is acknowledged.
+        let exec = Message::Exec {
+            id: 5,
+            timeout_ms: 10_000,
+            argv: vec!["echo".into(), "hi there".into()],
+        };
+        (&host).write_all(b"migrate to=x\n").unwrap();
+        (&host).write_all(exec.encode().as_bytes()).unwrap();
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            match Message::parse(&line).unwrap() {
+                Message::ExecOut { id: 5, data, .. } => assert_eq!(data, b"hi there\n"),
+                Message::ExecExit { id: 5, end } => {
+                    assert_eq!(end, corral_agent::protocol::ExecEnd::Code(0));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        (&host).write_all(b"shutdown\n").unwrap();
         let end = t.join().unwrap().unwrap();
         assert_eq!(end, End::Shutdown);
         let rest: Vec<Message> = r

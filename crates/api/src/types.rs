@@ -403,6 +403,33 @@ pub struct ShutdownRequest {
     pub timeout_secs: Option<u64>,
 }
 
+/// `POST /v1/vms/{name}/exec`: run a command in the guest through its guest agent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(default)]
+pub struct VmExecRequest {
+    /// Program and arguments (no shell).
+    pub cmd: Vec<String>,
+    /// Seconds before the guest kills the command (default 60).
+    pub timeout_secs: Option<u64>,
+}
+
+/// How a command run through the guest agent ended, and its output.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct VmExecResponse {
+    /// Its exit status, when it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that killed it (also when its timeout expired).
+    pub signal: Option<i32>,
+    /// Why it could not start.
+    pub error: Option<String>,
+    /// Standard output (UTF-8, invalid bytes replaced).
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Output beyond 1 MiB per stream was dropped.
+    pub truncated: bool,
+}
+
 /// `POST /v1/networks`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(default)]

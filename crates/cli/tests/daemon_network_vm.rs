@@ -4,8 +4,8 @@
 //! `ip=` (the shared guest kernel has no CONFIG_IP_PNP) and serves HTTP; a container of the
 //! same network pings it and fetches a page by the VM's name (DNS). The initramfs also starts
 //! the guest agent (`corral-agent`): its heartbeat and the guest's memory figures show in
-//! `vm ls`, `ps -a --all-kinds` and `vm inspect`, and `vm shutdown` powers the guest off
-//! through it. Then `vm rm` removes the tap and nothing is left.
+//! `vm ls`, `ps -a --all-kinds` and `vm inspect`, `vm exec` runs commands through it, and
+//! `vm shutdown` powers the guest off through it. Then `vm rm` removes the tap and nothing is left.
 //!
 //! Host test: root, a guest kernel (CORRAL_GUEST_KERNEL, or ../shared/guest/vmlinux-microvm),
 //! Debian's busybox-static, cpio and the static guest agent (scripts/agent.sh builds it;
@@ -225,6 +225,26 @@ fn host_emu_container_and_vm_on_one_network_ping_and_tcp_by_name() {
     assert!(
         line.trim_end().ends_with("s ago"),
         "HEARTBEAT column:\n{table}"
+    );
+
+    // Commands run in the guest through the agent: output, errors and exit status come back.
+    let out = w.corral(&[
+        "vm",
+        "exec",
+        "vm1",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/sys/kernel/ostype; echo oops >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Linux\n", "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n", "{out:?}");
+    let out = w.corral(&["vm", "exec", "vm1", "/no/such/prog"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/no/such/prog"),
+        "{out:?}"
     );
 
     // A guest-cooperative shutdown goes through the agent: it powers the guest off.

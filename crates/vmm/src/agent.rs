@@ -1,17 +1,21 @@
 //! The host end of the guest agent (`corral-agent`, protocol: [`corral_agent::protocol`]):
 //! `corral vmm` listens where the hybrid vsock delivers the guest's connections to CID 2 port
 //! [`AGENT_PORT`] (`<vsock uds_path>_1024`), keeps the agent's hello and its last heartbeat,
-//! and passes requests (shutdown) on. The guest is not trusted: lines are bounded, a newer
+//! and passes requests (shutdown, exec) on. The guest is not trusted: lines are bounded, a newer
 //! connection replaces the older one, and nothing the guest sends can block the event loop
 //! (each connection is read on its own thread; the control socket only reads a snapshot).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use corral_agent::protocol::{Heartbeat, Message, AGENT_PORT, MAX_LINE, PROTOCOL_VERSION};
+use corral_agent::protocol::{
+    ExecEnd, ExecStream, Heartbeat, Message, AGENT_PORT, CAP_EXEC, EXEC_OUTPUT_MAX, MAX_LINE,
+    PROTOCOL_VERSION,
+};
 
 use crate::control::Controlled;
 
@@ -37,6 +41,67 @@ pub enum AgentRequestError {
     /// Writing the request failed.
     #[error("the guest agent's connection failed: {0}")]
     Io(String),
+    /// The agent does not run commands.
+    #[error("the guest agent does not run commands (it is older than exec)")]
+    NoExec,
+    /// Nothing to run.
+    #[error("exec needs a command")]
+    EmptyCommand,
+    /// The command does not fit a protocol line.
+    #[error("the command is too long for the guest agent ({0} bytes encoded; at most {MAX_LINE})")]
+    TooLong(usize),
+    /// Too many results not collected yet.
+    #[error("{MAX_EXECS} commands are pending already")]
+    TooMany,
+    /// No such command.
+    #[error("no command {0} (unknown, or its result was collected)")]
+    NoSuchExec(u64),
+}
+
+/// Most commands the host keeps (running or with a result not yet collected).
+pub const MAX_EXECS: usize = 16;
+
+/// One command's output and end, gathered from the agent's lines.
+#[derive(Debug, Default)]
+struct ExecState {
+    conn: u64,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    truncated: bool,
+    end: Option<ExecEnd>,
+}
+
+/// A finished command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecResult {
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error.
+    pub stderr: Vec<u8>,
+    /// Output beyond the limit was dropped.
+    pub truncated: bool,
+    /// How it ended.
+    pub end: ExecEnd,
+}
+
+impl ExecResult {
+    /// The result as the control socket's JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (code, signal, error) = match &self.end {
+            ExecEnd::Code(c) => (Some(*c), None, None),
+            ExecEnd::Signal(s) => (None, Some(*s), None),
+            ExecEnd::Error(e) => (None, None, Some(e.clone())),
+        };
+        serde_json::json!({
+            "done": true,
+            "exit_code": code,
+            "signal": signal,
+            "error": error,
+            "stdout": String::from_utf8_lossy(&self.stdout),
+            "stderr": String::from_utf8_lossy(&self.stderr),
+            "truncated": self.truncated,
+        })
+    }
 }
 
 /// Where the agent's connections arrive for a VM whose vsock socket is `uds_path`.
@@ -50,8 +115,11 @@ struct Inner {
     conn: Option<(u64, UnixStream)>,
     connections: u64,
     agent_version: Option<String>,
+    caps: Vec<String>,
     last: Option<(Instant, SystemTime, Heartbeat)>,
     heartbeats: u64,
+    next_exec: u64,
+    execs: BTreeMap<u64, ExecState>,
 }
 
 /// What the host knows of the agent right now.
@@ -131,6 +199,94 @@ impl AgentHandle {
             .map_err(|e| AgentRequestError::Io(e.to_string()))
     }
 
+    /// Start `argv` in the guest (killed there after `timeout`); its id for [`Self::exec_poll`].
+    pub fn exec_start(
+        &self,
+        argv: Vec<String>,
+        timeout: Duration,
+    ) -> Result<u64, AgentRequestError> {
+        if argv.is_empty() {
+            return Err(AgentRequestError::EmptyCommand);
+        }
+        let mut g = self.lock();
+        let Some((conn, s)) = g.conn.as_ref() else {
+            return Err(AgentRequestError::NotConnected);
+        };
+        if !g.caps.iter().any(|c| c == CAP_EXEC) {
+            return Err(AgentRequestError::NoExec);
+        }
+        if g.execs.len() >= MAX_EXECS {
+            return Err(AgentRequestError::TooMany);
+        }
+        let id = g.next_exec + 1;
+        let line = Message::Exec {
+            id,
+            timeout_ms: timeout.as_millis().min(u128::from(u64::MAX)) as u64,
+            argv,
+        }
+        .encode();
+        if line.len() >= MAX_LINE {
+            return Err(AgentRequestError::TooLong(line.len()));
+        }
+        let conn = *conn;
+        let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+        (&*s)
+            .write_all(line.as_bytes())
+            .map_err(|e| AgentRequestError::Io(e.to_string()))?;
+        g.next_exec = id;
+        g.execs.insert(
+            id,
+            ExecState {
+                conn,
+                ..Default::default()
+            },
+        );
+        Ok(id)
+    }
+
+    /// Command `id`'s result once it ended (then forgotten), None while it runs.
+    pub fn exec_poll(&self, id: u64) -> Result<Option<ExecResult>, AgentRequestError> {
+        let mut g = self.lock();
+        let e = g.execs.get(&id).ok_or(AgentRequestError::NoSuchExec(id))?;
+        if e.end.is_none() {
+            return Ok(None);
+        }
+        let e = g.execs.remove(&id).expect("present");
+        Ok(Some(ExecResult {
+            stdout: e.stdout,
+            stderr: e.stderr,
+            truncated: e.truncated,
+            end: e.end.expect("ended"),
+        }))
+    }
+
+    fn exec_output(&self, conn: u64, id: u64, stream: ExecStream, data: &[u8]) {
+        let mut g = self.lock();
+        let Some(e) = g
+            .execs
+            .get_mut(&id)
+            .filter(|e| e.conn == conn && e.end.is_none())
+        else {
+            return;
+        };
+        let buf = match stream {
+            ExecStream::Stdout => &mut e.stdout,
+            ExecStream::Stderr => &mut e.stderr,
+        };
+        let room = EXEC_OUTPUT_MAX.saturating_sub(buf.len());
+        if data.len() > room {
+            e.truncated = true;
+        }
+        buf.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    fn exec_end(&self, conn: u64, id: u64, end: ExecEnd) {
+        let mut g = self.lock();
+        if let Some(e) = g.execs.get_mut(&id).filter(|e| e.conn == conn) {
+            e.end.get_or_insert(end);
+        }
+    }
+
     /// Serve one connection until it ends (or a newer one replaces it).
     pub fn serve(&self, stream: UnixStream) {
         let Ok(writer) = stream.try_clone() else {
@@ -145,17 +301,21 @@ impl AgentHandle {
             g.conn = Some((g.connections, writer));
             g.connections
         };
-        if let Err(e) = self.read_lines(stream) {
+        if let Err(e) = self.read_lines(id, stream) {
             tracing::warn!("guest agent connection {id}: {e}");
         }
         let mut g = self.lock();
         if g.conn.as_ref().is_some_and(|(c, _)| *c == id) {
             g.conn = None;
         }
+        for e in g.execs.values_mut().filter(|e| e.conn == id) {
+            e.end
+                .get_or_insert(ExecEnd::Error("the guest agent's connection ended".into()));
+        }
         tracing::info!("guest agent connection {id} ended");
     }
 
-    fn read_lines(&self, stream: UnixStream) -> Result<(), String> {
+    fn read_lines(&self, conn: u64, stream: UnixStream) -> Result<(), String> {
         let mut r = BufReader::new(stream);
         let mut line = String::new();
         let mut greeted = false;
@@ -180,7 +340,11 @@ impl AgentHandle {
                 Err(e) => return Err(format!("no hello: {e}")),
             };
             match msg {
-                Message::Hello { version, agent } => {
+                Message::Hello {
+                    version,
+                    agent,
+                    caps,
+                } => {
                     if version != PROTOCOL_VERSION {
                         return Err(format!(
                             "agent {agent} speaks protocol version {version}; this VMM speaks \
@@ -189,7 +353,9 @@ impl AgentHandle {
                     }
                     tracing::info!("guest agent {agent} connected");
                     greeted = true;
-                    self.lock().agent_version = Some(agent);
+                    let mut g = self.lock();
+                    g.agent_version = Some(agent);
+                    g.caps = caps;
                 }
                 _ if !greeted => return Err("the first line was not a hello".into()),
                 Message::Heartbeat(h) => {
@@ -198,7 +364,11 @@ impl AgentHandle {
                     g.last = Some((Instant::now(), SystemTime::now(), h));
                 }
                 Message::Ack { op } => tracing::info!("guest agent took the {op} request"),
-                Message::Shutdown => tracing::debug!("guest agent: ignoring a request to the host"),
+                Message::ExecOut { id, stream, data } => self.exec_output(conn, id, stream, &data),
+                Message::ExecExit { id, end } => self.exec_end(conn, id, end),
+                Message::Shutdown | Message::Exec { .. } => {
+                    tracing::debug!("guest agent: ignoring a request to the host")
+                }
             }
         }
     }
@@ -314,6 +484,17 @@ impl<C: Controlled> Controlled for WithAgent<C> {
     fn agent_shutdown(&self) -> Result<(), String> {
         self.agent.shutdown().map_err(|e| e.to_string())
     }
+    fn agent_exec(&self, argv: Vec<String>, timeout: Duration) -> Result<u64, String> {
+        self.agent
+            .exec_start(argv, timeout)
+            .map_err(|e| e.to_string())
+    }
+    fn agent_exec_status(&self, id: u64) -> Result<serde_json::Value, String> {
+        match self.agent.exec_poll(id).map_err(|e| e.to_string())? {
+            None => Ok(serde_json::json!({"done": false})),
+            Some(r) => Ok(r.to_json()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -356,6 +537,7 @@ mod tests {
             Message::Hello {
                 version: 1,
                 agent: "9.9".into(),
+                caps: vec!["exec".into()],
             },
         );
         send(
@@ -375,12 +557,79 @@ mod tests {
         assert!(j["last_heartbeat"]["age_ms"].as_u64().unwrap() < 10_000);
 
         h.shutdown().unwrap();
+        let mut r = BufReader::new(guest.try_clone().unwrap());
         let mut line = String::new();
-        BufReader::new(&guest).read_line(&mut line).unwrap();
+        r.read_line(&mut line).unwrap();
         assert_eq!(Message::parse(&line), Ok(Message::Shutdown));
 
+        // A command: its request reaches the guest; output and end come back.
+        assert_eq!(
+            h.exec_start(vec![], Duration::from_secs(1)),
+            Err(AgentRequestError::EmptyCommand)
+        );
+        let id = h
+            .exec_start(vec!["ls".into(), "/".into()], Duration::from_secs(5))
+            .unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(
+            Message::parse(&line),
+            Ok(Message::Exec {
+                id,
+                timeout_ms: 5000,
+                argv: vec!["ls".into(), "/".into()]
+            })
+        );
+        assert_eq!(h.exec_poll(id), Ok(None), "still running");
+        for m in [
+            Message::ExecOut {
+                id,
+                stream: ExecStream::Stdout,
+                data: b"bin\n".to_vec(),
+            },
+            Message::ExecOut {
+                id: id + 100,
+                stream: ExecStream::Stdout,
+                data: b"not ours".to_vec(),
+            },
+            Message::ExecOut {
+                id,
+                stream: ExecStream::Stderr,
+                data: b"warn\n".to_vec(),
+            },
+            Message::ExecExit {
+                id,
+                end: ExecEnd::Code(2),
+            },
+        ] {
+            send(&guest, m);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let res = loop {
+            if let Some(r) = h.exec_poll(id).unwrap() {
+                break r;
+            }
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(res.stdout, b"bin\n");
+        assert_eq!(res.stderr, b"warn\n");
+        assert_eq!(res.end, ExecEnd::Code(2));
+        assert_eq!(res.to_json()["exit_code"], 2);
+        assert_eq!(h.exec_poll(id), Err(AgentRequestError::NoSuchExec(id)));
+        // A command still running when the connection ends ends with an error.
+        let pending = h
+            .exec_start(vec!["sleep".into(), "9".into()], Duration::from_secs(60))
+            .unwrap();
+
         drop(guest);
+        drop(r);
         let s = wait_for(&h, |s| !s.connected);
+        let ended = h
+            .exec_poll(pending)
+            .unwrap()
+            .expect("ended with the connection");
+        assert!(matches!(ended.end, ExecEnd::Error(m) if m.contains("connection ended")));
         assert_eq!(
             s.heartbeats, 1,
             "the last heartbeat outlives the connection"
@@ -418,6 +667,7 @@ mod tests {
             Message::Hello {
                 version: 1,
                 agent: "old".into(),
+                caps: vec![],
             },
         );
         wait_for(&h, |s| s.agent_version.as_deref() == Some("old"));
@@ -427,9 +677,15 @@ mod tests {
             Message::Hello {
                 version: 1,
                 agent: "new".into(),
+                caps: vec![],
             },
         );
         wait_for(&h, |s| s.agent_version.as_deref() == Some("new"));
+        assert_eq!(
+            h.exec_start(vec!["ls".into()], Duration::from_secs(1)),
+            Err(AgentRequestError::NoExec),
+            "an agent without the exec capability"
+        );
         let mut rest = String::new();
         assert_eq!(BufReader::new(&old).read_line(&mut rest).unwrap(), 0);
         assert!(h.status().connected);

@@ -27,6 +27,13 @@
 //!   "load": [l1, l5, l15]|null}}`; an error when this VMM does not listen for an agent
 //! - `agent_shutdown` → asks the guest agent to power the guest off (the VM then ends):
 //!   `{"requested": true}`, or an error when no agent is connected
+//! - `agent_exec` with `"argv": ["prog", "arg", …]` and `"timeout_s": N` (default 60) →
+//!   starts the command in the guest through the agent: `{"id": n}`; it does not wait (the
+//!   output travels through this VMM's own event loop)
+//! - `agent_exec_status` with `"id": n` → `{"done": false}` while it runs, then once:
+//!   `{"done": true, "exit_code": n|null, "signal": n|null, "error": "…"|null, "stdout": "…",
+//!   "stderr": "…", "truncated": bool}` (output as UTF-8, invalid bytes replaced; at most
+//!   1 MiB per stream)
 //!
 //! Response: `{"version": 1, "ok": true, "result": {...}}` or
 //! `{"version": 1, "ok": false, "error": "<message>"}`. A request with another `version` is
@@ -46,6 +53,8 @@ use crate::machine::MachineHandle;
 
 /// The protocol version this server speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+const NO_AGENT: &str = "this VM monitor does not listen for a guest agent (the VM has no vsock)";
 
 /// Errors setting up the socket.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +111,21 @@ pub enum Op {
     Agent,
     /// Ask the guest agent to power the guest off.
     AgentShutdown,
+    /// Start a command in the guest through the agent (`argv`, `timeout_s`).
+    AgentExec,
+    /// A command's result (`id`).
+    AgentExecStatus,
+}
+
+/// The arguments of the exec operations (read from the same request line).
+#[derive(Debug, Default, Deserialize)]
+struct ExecArgs {
+    #[serde(default)]
+    argv: Vec<String>,
+    #[serde(default)]
+    timeout_s: Option<u64>,
+    #[serde(default)]
+    id: Option<u64>,
 }
 
 /// A response.
@@ -171,7 +195,15 @@ pub trait Controlled {
     }
     /// Ask the guest agent to power the guest off.
     fn agent_shutdown(&self) -> Result<(), String> {
-        Err("this VM monitor does not listen for a guest agent (the VM has no vsock)".into())
+        Err(NO_AGENT.into())
+    }
+    /// Start a command in the guest; its id.
+    fn agent_exec(&self, _argv: Vec<String>, _timeout: Duration) -> Result<u64, String> {
+        Err(NO_AGENT.into())
+    }
+    /// A command's state as JSON.
+    fn agent_exec_status(&self, _id: u64) -> Result<serde_json::Value, String> {
+        Err(NO_AGENT.into())
     }
 }
 
@@ -257,14 +289,30 @@ pub fn handle_line(line: &str, target: &dyn Controlled) -> Response {
         },
         Op::Agent => match target.agent() {
             Some(v) => Response::ok(v),
-            None => Response::err(
-                "this VM monitor does not listen for a guest agent (the VM has no vsock)".into(),
-            ),
+            None => Response::err(NO_AGENT.into()),
         },
         Op::AgentShutdown => match target.agent_shutdown() {
             Ok(()) => Response::ok(serde_json::json!({"requested": true})),
             Err(e) => Response::err(e),
         },
+        Op::AgentExec | Op::AgentExecStatus => {
+            let args: ExecArgs = serde_json::from_str(line).unwrap_or_default();
+            let r = if req.op == Op::AgentExec {
+                let timeout = Duration::from_secs(args.timeout_s.unwrap_or(60));
+                target
+                    .agent_exec(args.argv, timeout)
+                    .map(|id| serde_json::json!({ "id": id }))
+            } else {
+                match args.id {
+                    Some(id) => target.agent_exec_status(id),
+                    None => Err("agent_exec_status needs \"id\"".into()),
+                }
+            };
+            match r {
+                Ok(v) => Response::ok(v),
+                Err(e) => Response::err(e),
+            }
+        }
     }
 }
 
@@ -446,6 +494,18 @@ mod tests {
         assert_eq!(m["agent"]["connected"], false);
         let r = handle_line(r#"{"version":1,"op":"agent_shutdown"}"#, &w);
         assert_eq!(r.error.as_deref(), Some("no guest agent is connected"));
+        let r = handle_line(
+            r#"{"version":1,"op":"agent_exec","argv":["ls"],"timeout_s":5}"#,
+            &w,
+        );
+        assert_eq!(r.error.as_deref(), Some("no guest agent is connected"));
+        let r = handle_line(r#"{"version":1,"op":"agent_exec","argv":[]}"#, &w);
+        assert_eq!(r.error.as_deref(), Some("exec needs a command"));
+        let r = handle_line(r#"{"version":1,"op":"agent_exec_status"}"#, &w);
+        assert!(r.error.unwrap().contains("needs \"id\""));
+        let r = handle_line(r#"{"version":1,"op":"agent_exec_status","id":4}"#, &w);
+        assert!(r.error.unwrap().contains("no command 4"));
+        assert!(!handle_line(r#"{"version":1,"op":"agent_exec","argv":["x"]}"#, &f).ok);
         handle_line(r#"{"version":1,"op":"pause"}"#, &w);
         assert!(f.is_paused(), "the wrapper passes machine operations on");
     }

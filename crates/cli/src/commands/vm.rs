@@ -22,6 +22,9 @@ pub enum VmCommand {
     Shutdown(VmShutdownArgs),
     /// Turn a VM off now, without asking the guest.
     Off(VmNameArgs),
+    /// Run a command in a running VM through its guest agent (`corral-agent`); exits with the
+    /// command's status.
+    Exec(VmExecArgs),
     /// Pause a running VM's vCPUs.
     Pause(VmNameArgs),
     /// Resume a paused VM, or restore a saved one.
@@ -137,6 +140,19 @@ pub struct VmShutdownArgs {
     /// Seconds to wait for the guest before turning it off.
     #[arg(short, long, default_value_t = 30)]
     pub timeout: u64,
+}
+
+/// `corral vm exec`.
+#[derive(Debug, Args)]
+pub struct VmExecArgs {
+    /// Seconds before the guest kills the command.
+    #[arg(short, long, default_value_t = 60)]
+    pub timeout: u64,
+    /// The VM's name.
+    pub name: String,
+    /// The program and its arguments (no shell: use `sh -c '…'` for one).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
 }
 
 /// `corral vm snapshot …`.
@@ -256,6 +272,7 @@ impl VmCommand {
             VmCommand::Start(a) => d::start(a, global),
             VmCommand::Shutdown(a) => d::shutdown(a, global),
             VmCommand::Off(a) => d::off(a, global),
+            VmCommand::Exec(a) => d::exec(a, global),
             VmCommand::Pause(a) => d::pause(a, global),
             VmCommand::Resume(a) => d::resume(a, global),
             VmCommand::Save(_) => not_implemented("vm save"),

@@ -1,16 +1,18 @@
 //! The daemon-backed VM verbs (virsh's way): create, start, shutdown, off, pause, resume,
-//! console, rm, ls, inspect, edit. `vm run` (foreground) lives in vm.rs with the VMM.
+//! console, exec, rm, ls, inspect, edit. `vm run` (foreground) lives in vm.rs with the VMM.
 
 use std::process::ExitCode;
 
 use corral_api::client::enc;
-use corral_api::{Instance, InstanceKind, Method, ShutdownRequest, VmEdit, VmSpec};
+use corral_api::{
+    Instance, InstanceKind, Method, ShutdownRequest, VmEdit, VmExecRequest, VmExecResponse, VmSpec,
+};
 
 use crate::cli::GlobalArgs;
 use crate::commands::api_client::{parse_size, Api};
 use crate::commands::inventory;
 use crate::commands::vm::{
-    VmCreateArgs, VmEditArgs, VmLsArgs, VmNameArgs, VmRmArgs, VmShutdownArgs,
+    VmCreateArgs, VmEditArgs, VmExecArgs, VmLsArgs, VmNameArgs, VmRmArgs, VmShutdownArgs,
 };
 
 fn abs(p: &std::path::Path) -> String {
@@ -125,6 +127,42 @@ pub fn shutdown(a: VmShutdownArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
     ))?;
     println!("{}", inst.name);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `vm exec`: the command's output on ours, its status as ours (128+N for signal N, 127 when
+/// it could not start).
+pub fn exec(a: VmExecArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let api = Api::connect(global)?;
+    let body = VmExecRequest {
+        cmd: a.cmd,
+        timeout_secs: Some(a.timeout),
+    };
+    let r: VmExecResponse = api.block_on(api.client.call(
+        Method::POST,
+        &format!("/v1/vms/{}/exec", enc(&a.name)),
+        Some(&body),
+    ))?;
+    std::io::stdout().write_all(r.stdout.as_bytes())?;
+    std::io::stderr().write_all(r.stderr.as_bytes())?;
+    if r.truncated {
+        eprintln!("corral: output beyond 1 MiB per stream was dropped");
+    }
+    let status = match (r.exit_code, r.signal, r.error) {
+        (Some(c), _, _) => c,
+        (None, Some(s), _) => {
+            eprintln!("corral: the command was killed by signal {s}");
+            128 + s
+        }
+        (None, None, e) => {
+            eprintln!(
+                "corral: {}",
+                e.unwrap_or_else(|| "the command did not run".into())
+            );
+            127
+        }
+    };
+    Ok(ExitCode::from(status.clamp(0, 255) as u8))
 }
 
 /// `vm rm`.

@@ -81,6 +81,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/vms/{name}/start", post(vms::start))
         .route("/v1/vms/{name}/shutdown", post(vms::shutdown))
+        .route("/v1/vms/{name}/exec", post(vms::exec))
         .route("/v1/vms/{name}/off", post(vms::off))
         .route("/v1/vms/{name}/pause", post(vms::pause))
         .route("/v1/vms/{name}/resume", post(vms::resume))

@@ -47,6 +47,7 @@ use super::{apps, containers, networks, system, tty, vms};
         vms::edit,
         vms::start,
         vms::shutdown,
+        vms::exec,
         vms::off,
         vms::pause,
         vms::resume,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use corral_api::{Instance, ShutdownRequest, VmEdit, VmSpec};
+use corral_api::{Instance, ShutdownRequest, VmEdit, VmExecRequest, VmExecResponse, VmSpec};
 use corral_store::Kind;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -96,6 +96,18 @@ pub async fn shutdown(
     Ok(Json(state.wire(
         &v::stop(&state, &name, true, Duration::from_secs(t)).await?,
     )))
+}
+
+/// Run a command in the guest through its guest agent; answers once it ended.
+#[utoipa::path(post, path = "/v1/vms/{name}/exec", params(("name" = String, Path, description = "VM name")),
+    request_body = VmExecRequest, responses((status = 200, body = VmExecResponse),
+    (status = 409, description = "not running, or no guest agent connected", body = corral_api::ErrorBody)))]
+pub async fn exec(
+    State(state): S,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<VmExecRequest>,
+) -> ApiResult<Json<VmExecResponse>> {
+    Ok(Json(v::agent::exec(&state, &name, body).await?))
 }
 
 /// Turn the VM off now.

@@ -1,14 +1,17 @@
 //! A running VM's guest agent as the daemon sees it: asked from its monitor's control socket
 //! (op `agent`, see `corral_vmm::control`) and turned into the inventory's HEARTBEAT and
-//! memory demand, and `vm inspect`'s `guest_agent`.
+//! memory demand, and `vm inspect`'s `guest_agent`; and commands run through it (`vm exec`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use corral_api::GuestAgent;
+use corral_api::{GuestAgent, VmExecRequest, VmExecResponse};
+use corral_store::{Kind, State};
 
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// Heartbeats older than this mean the agent is lost (it sends one every 2 s by default).
@@ -130,6 +133,64 @@ pub fn query(sock: &Path) -> Option<AgentView> {
 pub async fn inspect(state: &AppState, name: &str, paused: bool) -> Option<GuestAgent> {
     let v = super::control(state, name, "agent").await.ok()?;
     Some(AgentView::from_json(&v).to_api(paused))
+}
+
+/// Longest command timeout accepted (an hour).
+const MAX_EXEC_SECS: u64 = 3600;
+
+/// Run a command in the running VM `key` through its guest agent and wait for its end.
+pub async fn exec(
+    state: &Arc<AppState>,
+    key: &str,
+    req: VmExecRequest,
+) -> ApiResult<VmExecResponse> {
+    let rec = state.find(Kind::Vm, key)?;
+    if rec.state != State::Running {
+        return Err(ApiError::Conflict(format!(
+            "VM {} is {}: exec needs a running VM",
+            rec.name, rec.state
+        )));
+    }
+    if req.cmd.is_empty() || req.cmd[0].is_empty() {
+        return Err(ApiError::invalid("cmd", "a command to run is needed"));
+    }
+    let secs = req.timeout_secs.unwrap_or(60);
+    if secs == 0 || secs > MAX_EXEC_SECS {
+        return Err(ApiError::invalid(
+            "timeout_secs",
+            format!("{secs}: use 1..{MAX_EXEC_SECS} seconds"),
+        ));
+    }
+    let args = serde_json::json!({ "argv": req.cmd, "timeout_s": secs });
+    let started = super::control_with(state, &rec.name, "agent_exec", args).await?;
+    let id = started["id"]
+        .as_u64()
+        .ok_or_else(|| ApiError::Internal(format!("VM {}: exec answered {started}", rec.name)))?;
+    // The guest kills the command at its timeout; allow for a slow guest beyond that.
+    let deadline = Instant::now() + Duration::from_secs(secs + 30);
+    loop {
+        let args = serde_json::json!({ "id": id });
+        let v = super::control_with(state, &rec.name, "agent_exec_status", args).await?;
+        if v["done"].as_bool() == Some(true) {
+            let int = |k: &str| v[k].as_i64().and_then(|n| i32::try_from(n).ok());
+            let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            return Ok(VmExecResponse {
+                exit_code: int("exit_code"),
+                signal: int("signal"),
+                error: v["error"].as_str().map(String::from),
+                stdout: text("stdout"),
+                stderr: text("stderr"),
+                truncated: v["truncated"].as_bool().unwrap_or(false),
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(ApiError::Internal(format!(
+                "VM {}: the guest agent never reported the command's end",
+                rec.name
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[cfg(test)]

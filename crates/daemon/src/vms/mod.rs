@@ -244,12 +244,26 @@ pub fn watch(state: Arc<AppState>, id: String, pid: i32) {
 /// Send one request to a running VM's monitor (control protocol v1: one JSON line each way,
 /// `{"version":1,"op":OP}` → `{"version":1,"ok":bool,"result"|"error"}`); its result.
 pub async fn control(state: &AppState, name: &str, op: &str) -> ApiResult<serde_json::Value> {
+    control_with(state, name, op, serde_json::Value::Null).await
+}
+
+/// [`control`] with the operation's arguments (`args`' fields join the request object).
+pub async fn control_with(
+    state: &AppState,
+    name: &str,
+    op: &str,
+    args: serde_json::Value,
+) -> ApiResult<serde_json::Value> {
     let sock = state.config.vm_socket(name);
     let stream = tokio::net::UnixStream::connect(&sock).await.map_err(|e| {
         ApiError::Conflict(format!("VM {name}: control socket {}: {e}", sock.display()))
     })?;
     let (r, mut w) = stream.into_split();
-    let req = serde_json::json!({ "version": 1, "op": op }).to_string() + "\n";
+    let mut req = serde_json::json!({ "version": 1, "op": op });
+    if let (Some(r), serde_json::Value::Object(a)) = (req.as_object_mut(), args) {
+        r.extend(a);
+    }
+    let req = req.to_string() + "\n";
     w.write_all(req.as_bytes())
         .await
         .map_err(|e| ApiError::internal("control socket", e))?;

@@ -1,0 +1,229 @@
+//! Commands the host asks the agent to run (`exec`): no shell, empty stdin, output forwarded in
+//! chunks as it comes, the whole process group killed when the timeout expires.
+
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use corral_agent::protocol::{ExecEnd, ExecStream, Message, EXEC_CHUNK, EXEC_OUTPUT_MAX};
+
+use crate::session::Writer;
+
+/// Most commands running at once.
+pub const MAX_RUNNING: usize = 8;
+/// How long output may still drain after the command ended (a background child may hold the
+/// pipes open for ever).
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Run command `id` on its own thread; its output and end go to `out`.
+pub fn spawn(
+    id: u64,
+    argv: Vec<String>,
+    timeout: Duration,
+    out: Writer,
+    running: Arc<AtomicUsize>,
+) {
+    if running.fetch_add(1, Ordering::SeqCst) >= MAX_RUNNING {
+        running.fetch_sub(1, Ordering::SeqCst);
+        let end = ExecEnd::Error(format!("{MAX_RUNNING} commands are running already"));
+        let _ = out.send(&Message::ExecExit { id, end });
+        return;
+    }
+    let r = running.clone();
+    let o = out.clone();
+    let started = std::thread::Builder::new()
+        .name(format!("exec-{id}"))
+        .spawn(move || {
+            run(id, &argv, timeout, &o);
+            r.fetch_sub(1, Ordering::SeqCst);
+        });
+    if let Err(e) = started {
+        running.fetch_sub(1, Ordering::SeqCst);
+        let end = ExecEnd::Error(format!("cannot start a thread: {e}"));
+        let _ = out.send(&Message::ExecExit { id, end });
+    }
+}
+
+/// Run command `id` to its end (blocking) and report it.
+pub fn run(id: u64, argv: &[String], timeout: Duration, out: &Writer) {
+    let end = match argv.split_first() {
+        None => ExecEnd::Error("empty command".into()),
+        Some((prog, args)) => match Command::new(prog)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+        {
+            Err(e) => ExecEnd::Error(format!("{prog}: {e}")),
+            Ok(child) => supervise(id, child, timeout, out),
+        },
+    };
+    let _ = out.send(&Message::ExecExit { id, end });
+}
+
+fn supervise(id: u64, mut child: Child, timeout: Duration, out: &Writer) -> ExecEnd {
+    let (done_tx, done_rx) = mpsc::channel();
+    let mut pumps = 0;
+    let streams: [(Option<Box<dyn Read + Send>>, ExecStream); 2] = [
+        (
+            child
+                .stdout
+                .take()
+                .map(|r| Box::new(r) as Box<dyn Read + Send>),
+            ExecStream::Stdout,
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|r| Box::new(r) as Box<dyn Read + Send>),
+            ExecStream::Stderr,
+        ),
+    ];
+    for (reader, stream) in streams {
+        let Some(reader) = reader else { continue };
+        let (o, tx) = (out.clone(), done_tx.clone());
+        if std::thread::Builder::new()
+            .name(format!("exec-{id}-out"))
+            .spawn(move || {
+                pump(id, reader, stream, &o);
+                let _ = tx.send(());
+            })
+            .is_ok()
+        {
+            pumps += 1;
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Ok(st),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+                break child.wait();
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => break Err(e),
+        }
+    };
+    let drain_until = Instant::now() + DRAIN;
+    for _ in 0..pumps {
+        let left = drain_until.saturating_duration_since(Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    match status {
+        Ok(st) => match (st.code(), st.signal()) {
+            (Some(c), _) => ExecEnd::Code(c),
+            (None, Some(s)) => ExecEnd::Signal(s),
+            _ => ExecEnd::Error(format!("ended with {st}")),
+        },
+        Err(e) => ExecEnd::Error(format!("waiting for the command: {e}")),
+    }
+}
+
+/// Forward one output stream in chunks, at most [`EXEC_OUTPUT_MAX`] bytes (then drain it).
+fn pump(id: u64, mut reader: Box<dyn Read + Send>, stream: ExecStream, out: &Writer) {
+    let mut buf = [0u8; EXEC_CHUNK];
+    let mut sent = 0usize;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        let take = n.min(EXEC_OUTPUT_MAX.saturating_sub(sent));
+        if take > 0 {
+            sent += take;
+            let msg = Message::ExecOut {
+                id,
+                stream,
+                data: buf[..take].to_vec(),
+            };
+            if out.send(&msg).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixStream;
+
+    /// Run `argv` and collect what the host would receive.
+    fn collect(argv: &[&str], timeout: Duration) -> (Vec<u8>, Vec<u8>, ExecEnd) {
+        let (a, host) = UnixStream::pair().unwrap();
+        let w = Writer::new(std::os::fd::AsFd::as_fd(&a)).unwrap();
+        drop(a);
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let t = std::thread::spawn(move || run(7, &argv, timeout, &w));
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        for line in BufReader::new(host).lines() {
+            match Message::parse(&line.unwrap()).unwrap() {
+                Message::ExecOut {
+                    id: 7,
+                    stream,
+                    data,
+                } => match stream {
+                    ExecStream::Stdout => o.extend(data),
+                    ExecStream::Stderr => e.extend(data),
+                },
+                Message::ExecExit { id: 7, end } => {
+                    t.join().unwrap();
+                    return (o, e, end);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        panic!("no exec_exit")
+    }
+
+    #[test]
+    fn output_streams_and_the_exit_status_arrive() {
+        let (o, e, end) = collect(
+            &[
+                "sh",
+                "-c",
+                "echo out; echo err >&2; head -c 2000 /dev/zero; exit 3",
+            ],
+            Duration::from_secs(30),
+        );
+        assert_eq!(&o[..4], b"out\n");
+        assert_eq!(o.len(), 4 + 2000, "chunks reassembled");
+        assert_eq!(e, b"err\n");
+        assert_eq!(end, ExecEnd::Code(3));
+    }
+
+    #[test]
+    fn a_missing_program_and_an_empty_command_are_errors() {
+        let (_, _, end) = collect(&["/nonexistent/prog"], Duration::from_secs(5));
+        assert!(
+            matches!(&end, ExecEnd::Error(m) if m.contains("/nonexistent/prog")),
+            "{end:?}"
+        );
+        let (_, _, end) = collect(&[], Duration::from_secs(5));
+        assert_eq!(end, ExecEnd::Error("empty command".into()));
+    }
+
+    #[test]
+    fn the_timeout_kills_the_command_and_its_children() {
+        let t = Instant::now();
+        let (_, _, end) = collect(
+            &["sh", "-c", "sleep 30 & sleep 30"],
+            Duration::from_millis(300),
+        );
+        assert_eq!(end, ExecEnd::Signal(9));
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    }
+}
