@@ -32,6 +32,13 @@ fn host_compose_app_comes_up_scales_and_goes_down_leaving_nothing() {
         "{st:#}"
     );
 
+    // `tty: true` and `stdin_open: true`: the replica's process runs on a terminal.
+    let fd = w.ok(&["exec", &format!("{app}-chat-1"), "readlink", "/proc/1/fd/0"]);
+    assert!(
+        fd.contains("/dev/pts/") || fd.contains("/dev/console"),
+        "{fd}"
+    );
+
     // The web service answers on the published port, the echo service on its balancer's.
     assert!(http_get(port).unwrap().starts_with("hello from "));
     let echo_port = published_port(&st, "mongo");

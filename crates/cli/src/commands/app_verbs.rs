@@ -278,7 +278,7 @@ fn follow_logs(
             writeln!(
                 out,
                 "{prefix:<width$} | {}",
-                line.log.trim_end_matches('\n')
+                line.log.trim_end_matches(['\r', '\n'])
             )?;
             out.flush()?;
         }

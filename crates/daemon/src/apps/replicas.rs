@@ -135,6 +135,9 @@ pub fn container_spec(root: &Path, inst: &InstanceSpec) -> ApiResult<ContainerSp
         // On its app's network, the replica answers to its service's name (Compose's DNS).
         aliases: vec![inst.service.clone()],
         labels,
+        // Compose's `tty`/`stdin_open`, Kubernetes' `tty`/`stdin`: `corral attach` joins them.
+        tty: s.tty,
+        interactive: s.stdin_open,
         ..Default::default()
     })
 }
