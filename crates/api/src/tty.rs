@@ -41,6 +41,12 @@ pub struct ExecSession {
     pub running: bool,
     /// Its exit status once it ended.
     pub exit_code: Option<i32>,
+    /// It runs on a terminal.
+    #[serde(default)]
+    pub tty: bool,
+    /// It has an input.
+    #[serde(default)]
+    pub interactive: bool,
 }
 
 /// The raw byte stream of an attached terminal.
@@ -163,6 +169,21 @@ impl Client {
     ) -> Result<TtyStream, ClientError> {
         self.upgrade(&format!(
             "/v1/execs/{}/start?{}",
+            enc(exec),
+            size_query(size)
+        ))
+        .await
+    }
+
+    /// `POST /v1/execs/{exec}/attach`: join a running session again (its terminal, sized
+    /// `size` first, or its framed output and input).
+    pub async fn attach_exec(
+        &self,
+        exec: &str,
+        size: Option<TtySize>,
+    ) -> Result<TtyStream, ClientError> {
+        self.upgrade(&format!(
+            "/v1/execs/{}/attach?{}",
             enc(exec),
             size_query(size)
         ))

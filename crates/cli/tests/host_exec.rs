@@ -1,6 +1,7 @@
 //! Exec sessions and signals end to end: `exec -i` without a terminal (stdin piped in, stdout
 //! and stderr apart, the exit status), exec sessions that outlive a daemon killed with SIGKILL
-//! (their shim holds the process's terminal or pipes and records its status), a container's
+//! (their shim holds the process's terminal or pipes and records its status; `attach SESSION`
+//! joins one again), a container's
 //! removal ending its sessions, and Docker's `--sig-proxy` for attached runs without a
 //! terminal. Needs root (containers): names start with `host_`.
 
@@ -206,27 +207,32 @@ fn host_exec_sessions_outlive_a_daemon_crash_and_record_their_status() {
     w.ok(&["exec", "box", "touch", "/tmp/go"]);
     assert_eq!(session_exit(&w, &sid), 7);
 
-    // On a terminal: the shell keeps its terminal (the session's shim holds it).
+    // On a terminal: the shell keeps its terminal (the session's shim holds it), and attach
+    // joins it again under the next daemon.
     let mut p = PtyChild::spawn(w.cmd(&["exec", "-it", "box", "sh"]), 24, 80);
     p.expect("# ", T);
-    p.send(b"echo pid-$$-end\r");
-    p.expect("$$-end", T); // the terminal's echo of the line
-    let shown = p.expect("-end", T);
-    let pid: String = shown
-        .rsplit("pid-")
-        .next()
-        .unwrap()
-        .trim_end_matches("-end")
-        .to_string();
+    p.send(b"cd /tmp; echo one-$((1+1))\r");
+    p.expect("one-2", T);
     w.kill9_daemon();
     assert_eq!(p.wait(T).code(), Some(1), "{}", p.output());
     p.expect("went away during exec session", T);
     p.expect("the session's shim holds its terminal", T);
     let sid = session_id(&p.output());
     assert_eq!(w.inspect(&sid)["running"], true);
-    // The shell is alive to be signalled, and its end is recorded.
-    w.ok(&["exec", "box", "kill", "-9", &pid]);
-    assert_eq!(session_exit(&w, &sid), 137);
+    let mut p = PtyChild::spawn(w.cmd(&["attach", &sid]), 30, 90);
+    // The same shell: its working directory, and the new size.
+    p.send(b"echo again-$((2+3)) $PWD; stty size; exit 5\r");
+    p.expect("again-5 /tmp", T);
+    p.expect("30 90", T);
+    assert_eq!(p.wait(T).code(), Some(5), "{}", p.output());
+    assert_eq!(session_exit(&w, &sid), 5);
+    // An ended session cannot be joined.
+    let out = w.corral(&["attach", &sid]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ended with status 5"),
+        "{out:?}"
+    );
     let info = w.inspect("box");
     assert_eq!(info["state"], "running", "{info}");
     w.ok(&["rm", "-f", "box"]);

@@ -146,6 +146,17 @@ async fn terminals_refuse_clearly() {
     assert_eq!(e.status(), Some(404), "{e}");
     let e = d.client.start_exec("nope", None).await.unwrap_err();
     assert_eq!(e.status(), Some(404), "{e}");
+    // A session id is ours (hex): a path is not one.
+    let e = d.client.exec_session("..%2F..%2Fetc").await.unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    // The one-shot exec has no terminal and no input: those need a session.
+    let e = d
+        .client
+        .call::<_, serde_json::Value>(Method::POST, "/v1/containers/nope/exec", Some(&req))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(400), "{e}");
+    assert!(e.to_string().contains("session"), "{e}");
     // A VM's console exists while it runs.
     let spec = VmSpec {
         name: "quiet".into(),

@@ -164,7 +164,7 @@ pub struct AttachArgs {
     #[arg(long = "sig-proxy", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
         num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub sig_proxy: bool,
-    /// Container name or ID.
+    /// Container name or ID (or the ID of a running exec session, to join it again).
     pub container: String,
 }
 

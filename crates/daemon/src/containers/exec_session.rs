@@ -1,5 +1,7 @@
 //! Exec sessions, Docker's shape: a session is created with its request (on a terminal or not,
-//! with stdin or not), started by an attach, resized, and read back for its exit status. A
+//! with stdin or not), started by an attach, resized, joined again while it runs (Docker has
+//! no such verb; it makes a session's terminal outlive its first client), and read back for
+//! its exit status. A
 //! started session has a shim of its own (`corral shim --exec`, see [`crate::shim::exec`])
 //! that holds the process's terminal or pipes and records its exit status, so the process
 //! outlives a daemon crash and the next daemon still answers for it.
@@ -74,11 +76,14 @@ fn shim_alive(dir: &Path, id: &str) -> bool {
 /// The API's view of the session in `dir`.
 fn wire(container: String, id: &str, dir: &Path) -> ExecSession {
     let exit = crate::shim::read_exit(dir);
+    let req = crate::shim::exec::read_request(dir).unwrap_or_default();
     ExecSession {
         id: id.to_string(),
         container,
         running: exit.is_none() && shim_alive(dir, id),
         exit_code: exit.map(|e| e.exit_code),
+        tty: req.tty,
+        interactive: req.interactive,
     }
 }
 
@@ -201,6 +206,32 @@ pub async fn start(state: &Arc<AppState>, id: &str, size: Option<TtySize>) -> Ap
     Ok(Attached {
         stream,
         tty: req.tty,
+    })
+}
+
+/// Join session `id` while its process runs (after its first client left, or a daemon that
+/// died under it): its terminal (sized `size` first), or its output and stdin.
+pub async fn attach(state: &AppState, id: &str, size: Option<TtySize>) -> ApiResult<Attached> {
+    let (container, dir) = locate(state, id)?;
+    let now = wire(container, id, &dir);
+    if !now.running {
+        return Err(ApiError::Conflict(match now.exit_code {
+            Some(c) => format!("exec session {id} ended with status {c}"),
+            None => format!("exec session {id} does not run"),
+        }));
+    }
+    let sock = socket(state, id);
+    if let (Some(size), true) = (size, now.tty) {
+        shim_resize_at(&sock, size).await?;
+    }
+    let mut stream = connect_at(&sock).await?;
+    stream
+        .write_all(format!("{PROTOCOL} attach\n").as_bytes())
+        .await
+        .map_err(|e| ApiError::internal("attaching to the exec shim", e))?;
+    Ok(Attached {
+        stream,
+        tty: now.tty,
     })
 }
 

@@ -195,6 +195,12 @@ pub async fn exec(
             return Err(ApiError::invalid(format!("env[{i}]"), "expected K=V"));
         }
     }
+    if req.tty || req.interactive {
+        return Err(ApiError::invalid(
+            if req.tty { "tty" } else { "interactive" },
+            "a terminal or an input needs a session: POST /v1/containers/{id}/execs",
+        ));
+    }
     let rec = state.find(Kind::Container, key)?;
     if rec.state != State::Running {
         return Err(ApiError::Conflict(format!(

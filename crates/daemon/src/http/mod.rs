@@ -59,6 +59,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/containers/{id}/execs", post(tty::create_exec))
         .route("/v1/execs/{exec}", get(tty::inspect_exec))
         .route("/v1/execs/{exec}/start", post(tty::start_exec))
+        .route("/v1/execs/{exec}/attach", post(tty::attach_exec))
         .route("/v1/execs/{exec}/resize", post(tty::resize_exec))
         .route("/v1/networks", get(networks::list).post(networks::create))
         .route("/v1/networks/prune", post(networks::prune))

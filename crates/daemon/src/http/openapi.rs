@@ -31,6 +31,7 @@ use super::{apps, containers, networks, system, tty, vms};
         tty::resize,
         tty::create_exec,
         tty::start_exec,
+        tty::attach_exec,
         tty::resize_exec,
         tty::inspect_exec,
         tty::vm_console,
@@ -90,6 +91,7 @@ mod tests {
             "/v1/kube/apply",
             "/v1/containers/{id}/attach",
             "/v1/execs/{exec}/start",
+            "/v1/execs/{exec}/attach",
         ] {
             assert!(
                 paths.contains_key(p),

@@ -82,21 +82,7 @@ pub async fn attach(
         stdin_once: q.stdin_once.unwrap_or(false),
     };
     let shim = attach::open(&state, &id, opts).await?;
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(up) if shim.tty => {
-                attach::splice(
-                    TokioIo::new(up),
-                    shim.stream,
-                    std::future::pending(),
-                    async { Vec::new() },
-                )
-                .await
-            }
-            Ok(up) => attach::splice_stdio(TokioIo::new(up), shim.stream).await,
-            Err(e) => tracing::warn!(error = %e, "attach upgrade failed"),
-        }
-    });
+    tokio::spawn(splice_upgraded(on_upgrade, shim));
     Ok(switching())
 }
 
@@ -143,22 +129,43 @@ pub async fn start_exec(
 ) -> ApiResult<Response> {
     let on_upgrade = upgrade_of(&mut req)?;
     let shim = exec_session::start(&state, &exec, q.size()).await?;
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(up) if shim.tty => {
-                attach::splice(
-                    TokioIo::new(up),
-                    shim.stream,
-                    std::future::pending(),
-                    async { Vec::new() },
-                )
-                .await
-            }
-            Ok(up) => attach::splice_stdio(TokioIo::new(up), shim.stream).await,
-            Err(e) => tracing::warn!(error = %e, "exec upgrade failed"),
-        }
-    });
+    tokio::spawn(splice_upgraded(on_upgrade, shim));
     Ok(switching())
+}
+
+/// Join a running exec session again: its terminal's raw bytes, or its framed output and
+/// input (an upgrade).
+#[utoipa::path(post, path = "/v1/execs/{exec}/attach",
+    params(("exec" = String, Path, description = "session id"), AttachQuery),
+    responses((status = 101, description = "the terminal's raw bytes, or framed stdio, follow"),
+        (status = 404, body = corral_api::ErrorBody), (status = 409, body = corral_api::ErrorBody)))]
+pub async fn attach_exec(
+    State(state): S,
+    Path(exec): Path<String>,
+    Query(q): Query<AttachQuery>,
+    mut req: Request,
+) -> ApiResult<Response> {
+    let on_upgrade = upgrade_of(&mut req)?;
+    let shim = exec_session::attach(&state, &exec, q.size()).await?;
+    tokio::spawn(splice_upgraded(on_upgrade, shim));
+    Ok(switching())
+}
+
+/// Splice an upgraded client connection with a shim's attach (a terminal or framed stdio).
+async fn splice_upgraded(on_upgrade: hyper::upgrade::OnUpgrade, shim: attach::Attached) {
+    match on_upgrade.await {
+        Ok(up) if shim.tty => {
+            attach::splice(
+                TokioIo::new(up),
+                shim.stream,
+                std::future::pending(),
+                async { Vec::new() },
+            )
+            .await
+        }
+        Ok(up) => attach::splice_stdio(TokioIo::new(up), shim.stream).await,
+        Err(e) => tracing::warn!(error = %e, "attach upgrade failed"),
+    }
 }
 
 /// Resize an exec session's terminal.

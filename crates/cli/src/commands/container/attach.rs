@@ -9,10 +9,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use corral_api::tty::{frame_header, FRAME_HEADER, STDERR};
-use corral_api::{ContainerSpec, InstanceState, TtySize};
+use corral_api::{ContainerSpec, ExecSession, InstanceState, TtySize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::interactive::{check_input, code, discard_unattached, lost_daemon, wait_then_remove};
+use super::interactive::{
+    check_input, code, discard_unattached, lost_daemon, session_status, wait_then_remove,
+};
 use super::{AttachArgs, RunArgs};
 use crate::cli::GlobalArgs;
 use crate::commands::api_client::Api;
@@ -96,11 +98,68 @@ impl RunArgs {
 }
 
 impl AttachArgs {
+    /// Join exec session `s` again: its terminal (the detach keys leave it running), or its
+    /// output and input; its exit status as ours.
+    fn attach_session(
+        &self,
+        api: &Api,
+        s: ExecSession,
+        detach: DetachKeys,
+    ) -> anyhow::Result<ExitCode> {
+        if !s.running {
+            match s.exit_code {
+                Some(c) => anyhow::bail!("exec session {} ended with status {c}", s.id),
+                None => anyhow::bail!("exec session {} does not run", s.id),
+            }
+        }
+        let input = s.interactive && !self.no_stdin;
+        if s.tty {
+            check_input(input)?;
+        }
+        let exit = api.block_on(async {
+            let size = if s.tty { terminal::size() } else { None };
+            let stream = api.client.attach_exec(&s.id, size).await?;
+            let streamed = if s.tty {
+                let raw = if input { Some(RawMode::enter()?) } else { None };
+                let client = api.client.clone();
+                let sid = s.id.clone();
+                let ended =
+                    terminal::run(stream, input, input.then_some(detach), |size: TtySize| {
+                        let (client, sid) = (client.clone(), sid.clone());
+                        async move {
+                            let _ = client.resize_exec(&sid, size).await;
+                        }
+                    })
+                    .await;
+                drop(raw);
+                if matches!(ended, Ok(Ended::Detached)) {
+                    eprintln!("read escape sequence");
+                    return anyhow::Ok(1);
+                }
+                ended.map(drop)
+            } else {
+                stdio_session(stream, input).await
+            };
+            session_status(&api.client, &s.id, &s.container, s.tty, streamed).await
+        })?;
+        Ok(code(exit))
+    }
+
     /// Run the verb.
     pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let detach = DetachKeys::parse(&self.detach_keys)?;
         let api = Api::connect(global)?;
-        let inst = api.block_on(api.client.container(&self.container))?;
+        let inst = match api.block_on(api.client.container(&self.container)) {
+            Ok(i) => i,
+            // An exec session's id: its process runs on after its first client left.
+            Err(e) if e.status() == Some(404) => {
+                return match api.block_on(api.client.exec_session(&self.container)) {
+                    Ok(s) => self.attach_session(&api, s, detach),
+                    Err(_) => Err(e.into()),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
         if inst.state != InstanceState::Running {
             anyhow::bail!(
                 "container {} is {}: you cannot attach to a container that does not run, start it first",

@@ -156,45 +156,50 @@ impl ExecArgs {
             } else {
                 super::attach::stdio_session(stream, self.interactive).await
             };
-            self.session_status(&api.client, &session.id, streamed)
-                .await
+            session_status(
+                &api.client,
+                &session.id,
+                &self.container,
+                self.tty,
+                streamed,
+            )
+            .await
         })?;
         Ok(code(exit))
     }
+}
 
-    /// The exit status of session `sid` once its stream ended (`streamed`: how it ended).
-    async fn session_status(
-        &self,
-        client: &Client,
-        sid: &str,
-        streamed: anyhow::Result<()>,
-    ) -> anyhow::Result<i32> {
-        // The shim records the status before it ends the stream; allow a moment anyway.
-        for _ in 0..100 {
-            let s =
-                match client.exec_session(sid).await {
-                    Ok(s) => s,
-                    // The session's shim holds its process's terminal or pipes, not the daemon.
-                    Err(e) if daemon_lost(&e) => {
-                        bail!(
-                    "the daemon went away during exec session {sid}; its process runs on in \
-                     container {} (the session's shim holds its {}) and its exit status will \
-                     be recorded: `corral inspect {sid}` shows it",
-                    self.container,
-                    if self.tty { "terminal" } else { "input and output" }
-                )
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-            if let Some(c) = s.exit_code {
-                return Ok(c);
-            }
-            streamed.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-            if !s.running {
-                bail!("exec session {sid} ended without an exit status (its shim died)");
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+/// The exit status of session `sid` in `container` once its stream ended (`streamed`: how it
+/// ended; `tty`: it runs on a terminal).
+pub(super) async fn session_status(
+    client: &Client,
+    sid: &str,
+    container: &str,
+    tty: bool,
+    streamed: anyhow::Result<()>,
+) -> anyhow::Result<i32> {
+    // The shim records the status before it ends the stream; allow a moment anyway.
+    for _ in 0..100 {
+        let s = match client.exec_session(sid).await {
+            Ok(s) => s,
+            // The session's shim holds its process's terminal or pipes, not the daemon.
+            Err(e) if daemon_lost(&e) => bail!(
+                "the daemon went away during exec session {sid}; its process runs on in \
+                 container {container} (the session's shim holds its {}) and its exit status \
+                 will be recorded: `corral attach {sid}` joins it again, `corral inspect {sid}` \
+                 shows its status",
+                if tty { "terminal" } else { "input and output" }
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(c) = s.exit_code {
+            return Ok(c);
         }
-        bail!("exec session {sid} did not report an exit status")
+        streamed.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        if !s.running {
+            bail!("exec session {sid} ended without an exit status (its shim died)");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    bail!("exec session {sid} did not report an exit status")
 }
