@@ -213,3 +213,67 @@ pub fn check(state: &AppState, app: &str, service: Option<&str>) -> ApiResult<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn raw(text: &str) -> String {
+        let l = LogLine {
+            time: "2026-01-01T00:00:00.000000000Z".into(),
+            stream: "stdout".into(),
+            log: format!("{text}\n"),
+        };
+        format!("{}\n", serde_json::to_string(&l).unwrap())
+    }
+
+    fn texts(out: &[String]) -> Vec<String> {
+        out.iter()
+            .map(|l| {
+                let l: AppLogLine = serde_json::from_str(l).unwrap();
+                assert_eq!(
+                    (l.replica.as_str(), l.service.as_str()),
+                    ("app-web-1", "web")
+                );
+                l.log.trim_end().to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_tail_waits_for_whole_lines_and_follows_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("container.log");
+        let mut t = Tail {
+            replica: "app-web-1".into(),
+            service: "web".into(),
+            path: path.clone(),
+            reader: None,
+        };
+        let mut out = Vec::new();
+        // No file yet (a container being created): nothing, and no error.
+        t.read(&mut out);
+        assert!(out.is_empty());
+        let mut f = std::fs::File::create(&path).unwrap();
+        let first = raw("one");
+        f.write_all(first.as_bytes()).unwrap();
+        let second = raw("two");
+        let (head, rest) = second.split_at(10);
+        f.write_all(head.as_bytes()).unwrap();
+        t.read(&mut out);
+        assert_eq!(texts(&out), ["one"], "the partial line waits");
+        f.write_all(rest.as_bytes()).unwrap();
+        t.read(&mut out);
+        assert_eq!(texts(&out), ["one", "two"]);
+        // The shim rotates: the old file becomes .1, a new one starts.
+        std::fs::rename(&path, crate::shim::log::rotated(&path)).unwrap();
+        std::fs::write(&path, raw("three")).unwrap();
+        t.read(&mut out);
+        assert_eq!(texts(&out), ["one", "two", "three"]);
+        // A new reader of the same replica gets the rotated generation first.
+        let mut again = Vec::new();
+        rotated_lines(&t, &mut again);
+        assert_eq!(texts(&again), ["one", "two"]);
+    }
+}
