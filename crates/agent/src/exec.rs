@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -14,9 +14,9 @@ use crate::session::Writer;
 
 /// Most commands running at once.
 pub const MAX_RUNNING: usize = 8;
-/// How long output may still drain after the command ended (a background child may hold the
-/// pipes open for ever).
-const DRAIN: Duration = Duration::from_secs(2);
+/// After the command ended, output keeps draining while it flows; a pause this long ends the
+/// wait (a background child may hold the pipes open for ever).
+const DRAIN_IDLE: Duration = Duration::from_secs(2);
 
 /// Run command `id` on its own thread; its output and end go to `out`.
 pub fn spawn(
@@ -68,6 +68,7 @@ pub fn run(id: u64, argv: &[String], timeout: Duration, out: &Writer) {
 
 fn supervise(id: u64, mut child: Child, timeout: Duration, out: &Writer) -> ExecEnd {
     let (done_tx, done_rx) = mpsc::channel();
+    let forwarded = Arc::new(AtomicU64::new(0));
     let mut pumps = 0;
     let streams: [(Option<Box<dyn Read + Send>>, ExecStream); 2] = [
         (
@@ -87,11 +88,11 @@ fn supervise(id: u64, mut child: Child, timeout: Duration, out: &Writer) -> Exec
     ];
     for (reader, stream) in streams {
         let Some(reader) = reader else { continue };
-        let (o, tx) = (out.clone(), done_tx.clone());
+        let (o, tx, fwd) = (out.clone(), done_tx.clone(), forwarded.clone());
         if std::thread::Builder::new()
             .name(format!("exec-{id}-out"))
             .spawn(move || {
-                pump(id, reader, stream, &o);
+                pump(id, reader, stream, &o, &fwd);
                 let _ = tx.send(());
             })
             .is_ok()
@@ -112,10 +113,17 @@ fn supervise(id: u64, mut child: Child, timeout: Duration, out: &Writer) -> Exec
             Err(e) => break Err(e),
         }
     };
-    let drain_until = Instant::now() + DRAIN;
-    for _ in 0..pumps {
-        let left = drain_until.saturating_duration_since(Instant::now());
-        if done_rx.recv_timeout(left).is_err() {
+    let mut seen = forwarded.load(Ordering::SeqCst);
+    let mut idle_since = Instant::now();
+    while pumps > 0 {
+        if done_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+            pumps -= 1;
+            continue;
+        }
+        let now = forwarded.load(Ordering::SeqCst);
+        if now != seen {
+            (seen, idle_since) = (now, Instant::now());
+        } else if idle_since.elapsed() >= DRAIN_IDLE {
             break;
         }
     }
@@ -129,8 +137,15 @@ fn supervise(id: u64, mut child: Child, timeout: Duration, out: &Writer) -> Exec
     }
 }
 
-/// Forward one output stream in chunks, at most [`EXEC_OUTPUT_MAX`] bytes (then drain it).
-fn pump(id: u64, mut reader: Box<dyn Read + Send>, stream: ExecStream, out: &Writer) {
+/// Forward one output stream in chunks, at most [`EXEC_OUTPUT_MAX`] + 1 bytes (the one more
+/// tells the host the output was cut), then drain it.
+fn pump(
+    id: u64,
+    mut reader: Box<dyn Read + Send>,
+    stream: ExecStream,
+    out: &Writer,
+    forwarded: &AtomicU64,
+) {
     let mut buf = [0u8; EXEC_CHUNK];
     let mut sent = 0usize;
     loop {
@@ -140,7 +155,8 @@ fn pump(id: u64, mut reader: Box<dyn Read + Send>, stream: ExecStream, out: &Wri
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
-        let take = n.min(EXEC_OUTPUT_MAX.saturating_sub(sent));
+        forwarded.fetch_add(n as u64, Ordering::SeqCst);
+        let take = n.min((EXEC_OUTPUT_MAX + 1).saturating_sub(sent));
         if take > 0 {
             sent += take;
             let msg = Message::ExecOut {
@@ -214,6 +230,30 @@ mod tests {
         );
         let (_, _, end) = collect(&[], Duration::from_secs(5));
         assert_eq!(end, ExecEnd::Error("empty command".into()));
+    }
+
+    #[test]
+    fn output_still_in_the_pipe_when_the_command_ends_is_not_lost() {
+        // Far more than a pipe holds, written at once: the command ends long before the
+        // output is through.
+        let (o, _, end) = collect(
+            &["sh", "-c", "head -c 900000 /dev/zero"],
+            Duration::from_secs(60),
+        );
+        assert_eq!(end, ExecEnd::Code(0));
+        assert_eq!(o.len(), 900_000);
+    }
+
+    #[test]
+    fn a_background_child_holding_the_pipes_does_not_hold_the_end() {
+        let t = Instant::now();
+        let (o, _, end) = collect(
+            &["sh", "-c", "echo started; sleep 20 & exit 0"],
+            Duration::from_secs(60),
+        );
+        assert_eq!(end, ExecEnd::Code(0));
+        assert_eq!(o, b"started\n");
+        assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //!   `/proc/meminfo` (MemTotal, MemAvailable) and `/proc/loadavg`.
 //! - `ack op=<kind>`: the agent took a request and is acting on it.
 //! - `exec_out id=<n> stream=stdout|stderr data=<hex>`: output of command `id`, in chunks of at
-//!   most [`EXEC_CHUNK`] bytes (the agent forwards at most [`EXEC_OUTPUT_MAX`] bytes per stream).
+//!   most [`EXEC_CHUNK`] bytes (the agent forwards at most [`EXEC_OUTPUT_MAX`] + 1 bytes per
+//!   stream: the host keeps [`EXEC_OUTPUT_MAX`], and one more byte tells it the output was cut).
 //! - `exec_exit id=<n> code=<n>` | `signal=<n>` | `error=<hex of a message>`: command `id`
 //!   ended with an exit status, was killed by a signal (also when its timeout expired), or
 //!   could not start.
@@ -42,27 +43,42 @@ pub const AGENT_PORT: u32 = 1024;
 /// The host's vsock CID.
 pub const HOST_CID: u32 = 2;
 /// Longest line either side sends or accepts, newline included.
-pub const MAX_LINE: usize = 1024;
+pub const MAX_LINE: usize = 64 * 1024;
 /// Most output bytes in one `exec_out` line.
-pub const EXEC_CHUNK: usize = 480;
+pub const EXEC_CHUNK: usize = 16 * 1024;
 /// Most output bytes the agent forwards per stream of one command.
 pub const EXEC_OUTPUT_MAX: usize = 1 << 20;
 /// The capability an agent lists when it serves `exec`.
 pub const CAP_EXEC: &str = "exec";
 
-/// Bytes as lowercase hex.
+/// Bytes as lowercase hex (a table lookup per nibble: the agent may encode megabytes on a
+/// guest whose CPU is emulated).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 /// Bytes from hex; None when it is not hex.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let s = s.as_bytes();
     if s.len() % 2 != 0 {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+    s.chunks_exact(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
         .collect()
 }
 

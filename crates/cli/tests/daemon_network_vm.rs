@@ -240,6 +240,19 @@ fn host_emu_container_and_vm_on_one_network_ping_and_tcp_by_name() {
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Linux\n", "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n", "{out:?}");
+    // More output than a pipe holds arrives whole (the command ends before it is through).
+    let out = w.corral(&[
+        "vm",
+        "exec",
+        "vm1",
+        "--",
+        "sh",
+        "-c",
+        "head -c 300000 /dev/zero",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
+    assert_eq!(out.stdout.len(), 300_000);
+    assert!(out.stdout.iter().all(|&b| b == 0));
     let out = w.corral(&["vm", "exec", "vm1", "/no/such/prog"]);
     assert_eq!(out.status.code(), Some(127), "{out:?}");
     assert!(

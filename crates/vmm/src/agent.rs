@@ -616,7 +616,45 @@ mod tests {
         assert_eq!(res.stderr, b"warn\n");
         assert_eq!(res.end, ExecEnd::Code(2));
         assert_eq!(res.to_json()["exit_code"], 2);
+        assert!(!res.truncated);
         assert_eq!(h.exec_poll(id), Err(AgentRequestError::NoSuchExec(id)));
+        // Output beyond the limit is cut and said so.
+        let big = h
+            .exec_start(vec!["yes".into()], Duration::from_secs(5))
+            .unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        let chunk = corral_agent::protocol::EXEC_CHUNK;
+        let mut left = EXEC_OUTPUT_MAX + 1;
+        while left > 0 {
+            let n = left.min(chunk);
+            send(
+                &guest,
+                Message::ExecOut {
+                    id: big,
+                    stream: ExecStream::Stdout,
+                    data: vec![b'y'; n],
+                },
+            );
+            left -= n;
+        }
+        send(
+            &guest,
+            Message::ExecExit {
+                id: big,
+                end: ExecEnd::Signal(9),
+            },
+        );
+        let res = loop {
+            if let Some(r) = h.exec_poll(big).unwrap() {
+                break r;
+            }
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(res.stdout.len(), EXEC_OUTPUT_MAX);
+        assert!(res.truncated);
+        assert_eq!(res.to_json()["signal"], 9);
         // A command still running when the connection ends ends with an error.
         let pending = h
             .exec_start(vec!["sleep".into(), "9".into()], Duration::from_secs(60))
