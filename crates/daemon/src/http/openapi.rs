@@ -82,6 +82,7 @@ mod tests {
             "/v1/containers/{id}",
             "/v1/containers/{id}/logs",
             "/v1/vms/{name}/pause",
+            "/v1/vms/{name}/exec",
             "/v1/inventory",
             "/v1/networks",
             "/v1/networks/{name}",
@@ -112,6 +113,9 @@ mod tests {
             "KubeRequest",
             "TtySize",
             "ExecSession",
+            "GuestAgent",
+            "VmExecRequest",
+            "VmExecResponse",
             "AppLogLine",
         ] {
             assert!(schemas.contains_key(s), "schema {s} missing");
