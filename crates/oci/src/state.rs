@@ -273,13 +273,22 @@ pub fn validate_id(id: &str) -> Result<(), StateError> {
 /// The start time (field 22 of `/proc/<pid>/stat`) and whether the process is a zombie; `None`
 /// when the process does not exist.
 pub fn process_start(pid: i32) -> Option<(u64, bool)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_proc(Path::new(&format!("/proc/{pid}/stat"))).ok()?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split(' ');
     let state = fields.next()?;
     let start = fields.nth(18)?.parse().ok()?;
     Some((start, state == "Z" || state == "X"))
+}
+
+/// Read a procfs (or other size-less) file with one buffer big enough for it: `read_to_string`
+/// probes such files 32 bytes at a time, a system call per doubling.
+pub fn read_proc(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(8192);
+    fs::File::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// The current time as RFC 3339 with nanoseconds in UTC, like Go's `time.Time` JSON.

@@ -69,7 +69,7 @@ impl CgroupLayout {
     /// `<root><mountpoint>/cgroup.controllers`.
     pub fn detect(root: &Path) -> Result<Self, LayoutError> {
         let path = root.join("proc/self/mountinfo");
-        let text = fs::read_to_string(&path).map_err(|source| LayoutError::Read {
+        let text = crate::state::read_proc(&path).map_err(|source| LayoutError::Read {
             path: path.clone(),
             source,
         })?;

@@ -115,7 +115,7 @@ pub fn for_new(
             });
         }
     }
-    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let own = crate::state::read_proc(Path::new("/proc/self/cgroup")).unwrap_or_default();
     match layout {
         CgroupLayout::V2 { mount } => {
             let own_path = own_cgroup(&own, "");
