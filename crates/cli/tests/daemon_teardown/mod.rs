@@ -4,18 +4,27 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-/// Waits (up to 10 s) until `pid` has exited: gone, or a zombie.
+/// Waits until process `pid` has exited with all its threads, so none of them still holds
+/// its sockets open (a connect then would be reset); fails after 30 s.
 pub fn wait_gone(pid: i32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z "))
-            .unwrap_or(true);
-        if gone {
-            return;
-        }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !exited(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} is still running 30 s after it was told to end"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Gone, or a zombie whose other threads have all exited too: a thread-group leader turns
+/// zombie while the rest of its threads may still be exiting, holding the shared files.
+fn exited(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+    stat.contains(") Z ") && threads <= 1
 }
 
 /// Removes whatever a failed test left through `corral`, prunes the networks (a default
