@@ -9,8 +9,8 @@ mod daemon_teardown;
 mod daemon_world;
 mod pty_driver;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ExitStatus, Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use daemon_world::{processes_mentioning, require_host, skip, World};
@@ -19,33 +19,6 @@ use nix::unistd::Pid;
 use pty_driver::PtyChild;
 
 const T: Duration = Duration::from_secs(30);
-
-/// Run `args` with `input` on stdin (then closed); fails instead of hanging past `T`.
-fn with_input(w: &World, args: &[&str], input: &'static [u8]) -> Output {
-    let mut child = w
-        .cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    std::thread::spawn(move || {
-        let _ = stdin.write_all(input);
-    });
-    let pid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(T) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            panic!("corral {args:?} did not end within {T:?}");
-        }
-    }
-}
 
 /// Start `args` with stdout piped and wait for its first line, which must be `want`; the
 /// child (its stdin piped and kept open) and the rest of its stdout.
@@ -135,7 +108,7 @@ fn host_exec_i_without_t_pipes_stdin_keeps_streams_apart_and_returns_the_status(
     let id = w.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
     let id = id.trim();
     // Docker's `echo hi | docker exec -i box cat`.
-    let out = with_input(&w, &["exec", "-i", "box", "cat"], b"hi\n");
+    let out = w.with_input(&["exec", "-i", "box", "cat"], b"hi\n");
     assert_eq!(
         (
             out.status.code(),
@@ -147,8 +120,7 @@ fn host_exec_i_without_t_pipes_stdin_keeps_streams_apart_and_returns_the_status(
     );
     // Each stream to its own; the end of input reaches the process; its status is ours.
     let script = "while read l; do echo out-$l; echo err-$l >&2; done; exit 3";
-    let out = with_input(
-        &w,
+    let out = w.with_input(
         &["exec", "-i", "-e", "X=1", "box", "sh", "-c", script],
         b"a\nb\n",
     );
@@ -156,13 +128,13 @@ fn host_exec_i_without_t_pipes_stdin_keeps_streams_apart_and_returns_the_status(
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out-a\nout-b\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err-a\nerr-b\n");
     // Without -i the process gets no input (Docker's): cat ends at once.
-    let out = with_input(&w, &["exec", "box", "cat"], b"not read\n");
+    let out = w.with_input(&["exec", "box", "cat"], b"not read\n");
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
     // Exec output is not the container's log.
     assert_eq!(w.ok(&["logs", "box"]), "");
     // A command that does not exist: an error and a failing status, no hang.
-    let out = with_input(&w, &["exec", "-i", "box", "no-such-command"], b"");
+    let out = w.with_input(&["exec", "-i", "box", "no-such-command"], b"");
     assert_ne!(out.status.code(), Some(0));
     assert!(!out.stderr.is_empty());
     // Removing the container ends a session still running, and leaves nothing behind.

@@ -4,7 +4,7 @@
 //! (containers): names start with `host_`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 mod daemon_teardown;
@@ -125,38 +125,6 @@ fn host_exec_it_gives_a_terminal_with_resize_and_the_exit_status() {
     w.ok(&["rm", "-f", "box"]);
 }
 
-/// Run `cmd` with `input` on its stdin (then closed), stdout and stderr captured; fails the
-/// test instead of hanging when it has not ended after `T`.
-fn run_with_input(mut cmd: Command, input: &'static [u8]) -> Output {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    std::thread::spawn(move || {
-        let _ = stdin.write_all(input);
-    });
-    let pid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(T) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            panic!("{cmd:?} did not end within {T:?}");
-        }
-    }
-}
-
 #[test]
 fn host_run_i_without_t_joins_stdin_and_keeps_stdout_and_stderr_apart() {
     if skip() {
@@ -165,7 +133,7 @@ fn host_run_i_without_t_joins_stdin_and_keeps_stdout_and_stderr_apart() {
     require_host();
     let w = World::new();
     // Docker's `echo hi | docker run -i busybox cat`.
-    let out = run_with_input(w.cmd(&["run", "-i", "--rm", "busybox", "cat"]), b"hi\n");
+    let out = w.with_input(&["run", "-i", "--rm", "busybox", "cat"], b"hi\n");
     assert_eq!(
         (
             out.status.code(),
@@ -177,8 +145,8 @@ fn host_run_i_without_t_joins_stdin_and_keeps_stdout_and_stderr_apart() {
     );
     // Each stream to its own, the end of input reaches the container, its status is ours.
     let script = "while read l; do echo out-$l; echo err-$l >&2; done; exit 3";
-    let out = run_with_input(
-        w.cmd(&["run", "-i", "--name", "rw", "busybox", "sh", "-c", script]),
+    let out = w.with_input(
+        &["run", "-i", "--name", "rw", "busybox", "sh", "-c", script],
         b"a\nb\n",
     );
     assert_eq!(out.status.code(), Some(3));

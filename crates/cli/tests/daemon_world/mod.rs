@@ -7,8 +7,9 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use crate::daemon_teardown::{stop_world, wait_gone};
 
@@ -80,6 +81,38 @@ impl World {
     /// Run the CLI with `args`.
     pub fn corral(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
+    }
+
+    /// Run the CLI with `args` and `input` on its stdin (then closed), stdout and stderr
+    /// captured; fails the test instead of hanging when it has not ended after 30 s.
+    pub fn with_input(&self, args: &[&str], input: &'static [u8]) -> Output {
+        const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(input);
+        });
+        let pid = child.id() as i32;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(LIMIT) {
+            Ok(out) => out.unwrap(),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                panic!("corral {args:?} did not end within {LIMIT:?}");
+            }
+        }
     }
 
     /// Run and require success; stdout.
