@@ -402,10 +402,25 @@ pub fn call(path: &Path, op: Op) -> std::io::Result<Response> {
     )
 }
 
+/// [`call`], giving up on an answer (and a stuck write) after `timeout` instead of 10 s.
+pub fn call_within(path: &Path, op: Op, timeout: Duration) -> std::io::Result<Response> {
+    let req = Request {
+        version: PROTOCOL_VERSION,
+        op,
+        target_mib: None,
+    };
+    exchange(path, &req, timeout)
+}
+
 /// A client call with a full request (operations that take arguments).
 pub fn call_request(path: &Path, req: &Request) -> std::io::Result<Response> {
+    exchange(path, req, Duration::from_secs(10))
+}
+
+fn exchange(path: &Path, req: &Request, timeout: Duration) -> std::io::Result<Response> {
     let stream = UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     let mut text = serde_json::to_string(req).map_err(std::io::Error::other)?;
     text.push('\n');
     (&stream).write_all(text.as_bytes())?;

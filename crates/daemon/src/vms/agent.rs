@@ -2,8 +2,6 @@
 //! (op `agent`, see `corral_vmm::control`) and turned into the inventory's HEARTBEAT and
 //! memory demand, and `vm inspect`'s `guest_agent`; and commands run through it (`vm exec`).
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -119,14 +117,14 @@ impl AgentView {
 /// Ask the monitor listening on `sock` (blocking, bounded by a short timeout: the inventory
 /// must not stall on a busy monitor). None when it does not answer or has no agent listener.
 pub fn query(sock: &Path) -> Option<AgentView> {
-    let s = UnixStream::connect(sock).ok()?;
-    s.set_read_timeout(Some(QUERY_TIMEOUT)).ok()?;
-    s.set_write_timeout(Some(QUERY_TIMEOUT)).ok()?;
-    (&s).write_all(b"{\"version\":1,\"op\":\"agent\"}\n").ok()?;
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line).ok()?;
-    let v: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
-    (v["ok"].as_bool() == Some(true)).then(|| AgentView::from_json(&v["result"]))
+    let answer =
+        corral_vmm::control::call_within(sock, corral_vmm::control::Op::Agent, QUERY_TIMEOUT)
+            .ok()?;
+    answer
+        .ok
+        .then_some(answer.result)
+        .flatten()
+        .map(|v| AgentView::from_json(&v))
 }
 
 /// The guest agent of the running VM `name`, for `vm inspect`.
