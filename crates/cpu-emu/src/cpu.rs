@@ -12,7 +12,7 @@ use crate::error::{EmuError, Exit, Report, Stop};
 use crate::lazyflags::Lazy;
 use crate::mmu::Tlb;
 use crate::phys::{CodePages, PhysMemory};
-use crate::profile::GuestProfile;
+use crate::profile::{CacheStats, GuestProfile};
 use crate::state::{flags, CpuState};
 
 /// A read exit waiting for (or holding) its answer.
@@ -81,6 +81,8 @@ pub struct Cpu {
     pub instret: u64,
     /// Instructions per block, when the environment asks for a guest profile.
     profile: Option<Box<GuestProfile>>,
+    /// Fast-path counters of the block cache and TLB (see `profile`).
+    pub(crate) stats: CacheStats,
 }
 
 impl std::fmt::Debug for Cpu {
@@ -115,6 +117,7 @@ impl Cpu {
             kick: Arc::new(AtomicBool::new(false)),
             instret: 0,
             profile: GuestProfile::from_env(identity.index),
+            stats: CacheStats::default(),
         }
     }
 
@@ -235,7 +238,7 @@ impl Cpu {
             let (start, before) = (self.state.rip, self.instret);
             let r = self.run_block(&fetched.block, limit);
             if let Some(profile) = &mut self.profile {
-                profile.record(start, self.instret - before);
+                profile.record(start, self.instret - before, &self.stats);
             }
             self.return_block(fetched);
             if let Some(exit) = r? {
@@ -248,9 +251,14 @@ impl Cpu {
     /// or the budget ends; an exit to return comes back as `Some`.
     #[inline]
     fn run_block(&mut self, block: &Block, limit: u64) -> Result<Option<Exit>, EmuError> {
-        for (ins, pre) in block.instrs.iter().zip(block.pre.iter()) {
+        for d in block.instrs.iter() {
+            let (ins, pre) = (&d.ins, &d.pre);
             self.next_rip = ins.next_ip();
-            let shadow = std::mem::take(&mut self.int_shadow);
+            // Read before writing: the shadow is rarely set, and a store per instruction is not free.
+            let shadow = self.int_shadow;
+            if shadow {
+                self.int_shadow = false;
+            }
             match self.exec_pre(pre, ins) {
                 Ok(()) => {
                     self.state.rip = self.next_rip;
@@ -266,8 +274,8 @@ impl Cpu {
                     }
                 }
             }
-            if let Some(exit) = self.pending_exit.take() {
-                return Ok(Some(exit));
+            if self.pending_exit.is_some() {
+                return Ok(self.pending_exit.take());
             }
             if self.end_block
                 || self.code_written

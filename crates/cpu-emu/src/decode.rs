@@ -1,14 +1,19 @@
-//! Decoded basic blocks, keyed by guest-physical address and checked against the page's
-//! write generation, so code the guest patches (alternatives, static keys) is re-decoded.
+//! Decoded blocks, keyed by guest-physical address and checked against the page's write
+//! generation, so code the guest patches (alternatives, static keys) is re-decoded.
+//!
+//! A block runs on through conditional branches (a superblock with side exits): the run loop
+//! leaves it wherever control goes elsewhere, so a branch not taken costs no block lookup.
+//! Kernel code branches about every five instructions; most of those branches fall through.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use iced_x86::{Decoder, DecoderError, DecoderOptions, FlowControl, Instruction};
 
 use crate::cpu::Cpu;
 use crate::error::Stop;
-use crate::mmu::acc;
+use crate::mmu::{acc, Translation};
 use crate::phys::PAGE_SIZE;
 use crate::predecode::{predecode, Pre};
 
@@ -27,10 +32,9 @@ pub struct Block {
     pub gpa: u64,
     /// Write generation of the page when decoded.
     pub gen: u32,
-    /// The instructions.
-    pub instrs: Box<[Instruction]>,
-    /// Their pre-decoded forms, one per instruction.
-    pub pre: Box<[Pre]>,
+    /// The instructions with their pre-decoded forms, side by side: one allocation, walked
+    /// in order.
+    pub instrs: Box<[Decoded]>,
     /// The bytes they were decoded from: checked on every lookup, so writes the generation
     /// tracking cannot see (device DMA into a recycled page) never run stale code.
     pub bytes: Box<[u8]>,
@@ -43,8 +47,49 @@ impl Block {
         }
         // SAFETY: `host` maps the block's first byte; the block never extends past its page.
         let now = unsafe { std::slice::from_raw_parts(host as *const u8, self.bytes.len()) };
-        now == &*self.bytes
+        same_bytes(now, &self.bytes)
     }
+}
+
+/// `a == b` for slices of equal length, eight bytes at a time and inlined: blocks are a few
+/// dozen bytes, checked on every lookup, where a call to the library's memcmp costs more
+/// than the comparison. The last word overlaps the one before it when the length is not a
+/// multiple of eight.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n < 8 || b.len() != n {
+        return a == b;
+    }
+    let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().unwrap());
+    (0..n / 8).all(|i| word(a, i * 8) == word(b, i * 8)) && word(a, n - 8) == word(b, n - 8)
+}
+
+/// One instruction of a block.
+#[derive(Debug)]
+pub struct Decoded {
+    /// Its pre-decoded form.
+    pub(crate) pre: Pre,
+    /// The instruction as iced-x86 decoded it.
+    pub ins: Instruction,
+}
+
+impl Decoded {
+    fn new(ins: Instruction) -> Self {
+        Decoded {
+            pre: predecode(&ins),
+            ins,
+        }
+    }
+}
+
+/// Whether decoding goes on after `ins` in the same block: straight-line code, and
+/// conditional branches (their fall-through path).
+fn continues_block(ins: &Instruction) -> bool {
+    matches!(
+        ins.flow_control(),
+        FlowControl::Next | FlowControl::ConditionalBranch
+    )
 }
 
 /// A block out of the cache for running, and the fast slot it goes back to (none for an
@@ -59,14 +104,14 @@ pub(crate) struct Fetched {
 /// Decoded blocks of one vCPU.
 #[derive(Debug)]
 pub struct BlockCache {
-    map: HashMap<u64, Arc<Block>>,
+    map: FxHashMap<u64, Arc<Block>>,
     fast: Vec<Option<Arc<Block>>>,
 }
 
 impl Default for BlockCache {
     fn default() -> Self {
         BlockCache {
-            map: HashMap::new(),
+            map: FxHashMap::default(),
             fast: vec![None; FAST_SLOTS],
         }
     }
@@ -91,7 +136,16 @@ impl Cpu {
     pub(crate) fn fetch_block(&mut self) -> Result<Fetched, Stop> {
         let rip = self.state.rip;
         let a = acc::EXEC | if self.state.cpl() == 3 { acc::USER } else { 0 };
-        let t = self.translate(rip, a)?;
+        let t = match self.direct_page(rip, a) {
+            Some(page) => {
+                let off = rip & (PAGE_SIZE - 1);
+                Translation {
+                    gpa: page.gpa | off,
+                    host: page.host + off as usize,
+                }
+            }
+            None => self.translate(rip, a)?,
+        };
         if t.host == 0 {
             return Err(Stop::Internal(format!(
                 "instruction fetch from non-RAM address {:#x}",
@@ -100,8 +154,10 @@ impl Cpu {
         }
         let gen = self.code.generation(t.gpa);
         let s = slot(t.gpa);
+        self.stats.fetches += 1;
         if let Some(b) = self.blocks.fast[s].take() {
             if b.matches(rip, t.gpa, gen, t.host) {
+                self.stats.fast_hits += 1;
                 return Ok(Fetched {
                     block: b,
                     slot: Some(s),
@@ -110,12 +166,14 @@ impl Cpu {
         }
         if let Some(b) = self.blocks.map.get(&t.gpa) {
             if b.matches(rip, t.gpa, gen, t.host) {
+                self.stats.map_hits += 1;
                 return Ok(Fetched {
                     block: b.clone(),
                     slot: Some(s),
                 });
             }
         }
+        self.stats.decodes += 1;
         let gen = self.code.mark_code(t.gpa);
         let off = (t.gpa & (PAGE_SIZE - 1)) as usize;
         // SAFETY: `t.host` is the host address of `rip` inside a mapped RAM page; the slice
@@ -136,8 +194,8 @@ impl Cpu {
                 }
                 break;
             }
-            instrs.push(ins);
-            if ins.flow_control() != FlowControl::Next {
+            instrs.push(Decoded::new(ins));
+            if !continues_block(&ins) {
                 break;
             }
         }
@@ -145,12 +203,11 @@ impl Cpu {
             // The instruction straddles a page boundary: decode it on its own, uncached.
             return self.decode_straddling(rip, gen, t.gpa);
         }
-        let len = instrs.iter().map(|i| i.len()).sum::<usize>();
+        let len = instrs.iter().map(|d| d.ins.len()).sum::<usize>();
         let block = Arc::new(Block {
             vstart: rip,
             gpa: t.gpa,
             gen,
-            pre: instrs.iter().map(predecode).collect(),
             instrs: instrs.into_boxed_slice(),
             bytes: bytes[..len].into(),
         });
@@ -181,8 +238,7 @@ impl Cpu {
             vstart: rip,
             gpa,
             gen,
-            pre: Box::new([predecode(&ins)]),
-            instrs: vec![ins].into_boxed_slice(),
+            instrs: Box::new([Decoded::new(ins)]),
             bytes: Box::new([]),
         });
         Ok(Fetched { block, slot: None })
@@ -204,5 +260,23 @@ impl Cpu {
             *b = unsafe { *(t.host as *const u8) };
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_bytes;
+
+    #[test]
+    fn same_bytes_sees_a_difference_at_every_position_of_every_length() {
+        let a: Vec<u8> = (0..40).collect();
+        for n in 0..a.len() {
+            assert!(same_bytes(&a[..n], &a[..n]), "equal, length {n}");
+            for at in 0..n {
+                let mut b = a[..n].to_vec();
+                b[at] ^= 0x80;
+                assert!(!same_bytes(&a[..n], &b), "length {n}, differing at {at}");
+            }
+        }
     }
 }

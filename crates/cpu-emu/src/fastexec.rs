@@ -111,6 +111,7 @@ impl Cpu {
         let m = &p.mem;
         match p.op {
             Op::Generic => {
+                self.stats.generic += 1;
                 // The full interpreter reads and writes RFLAGS directly.
                 self.flags_sync();
                 self.exec(ins)

@@ -33,6 +33,16 @@ pub mod acc {
     pub const USER: u8 = 4;
 }
 
+/// Every access kind a [`TlbEntry::direct`] bit stands for.
+const DIRECT_KINDS: [u8; 6] = [
+    acc::READ,
+    acc::WRITE,
+    acc::EXEC,
+    acc::READ | acc::USER,
+    acc::WRITE | acc::USER,
+    acc::EXEC | acc::USER,
+];
+
 const PERM_W: u8 = 1;
 const PERM_U: u8 = 2;
 const PERM_X: u8 = 4;
@@ -47,6 +57,10 @@ struct TlbEntry {
     /// Guest-physical page address.
     gpa: u64,
     perm: u8,
+    /// Bit `1 << a` set when access kind `a` (an [`acc`] combination) may use the host page
+    /// directly: allowed by `perm` under the CR0.WP of the fill (a CR0 write flushes the
+    /// TLB), and RAM. The inlined fast path of loads, stores and fetches tests only this.
+    direct: u8,
 }
 
 /// The software TLB.
@@ -76,6 +90,15 @@ impl Tlb {
             *e = TlbEntry::default();
         }
     }
+}
+
+/// The RAM page behind a linear address, for a direct access (see [`Cpu::direct_page`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DirectPage {
+    /// Host address of the page.
+    pub host: usize,
+    /// Guest-physical address of the page.
+    pub gpa: u64,
 }
 
 /// A translated page: guest-physical address and host address (0 for MMIO) of `va`.
@@ -118,6 +141,18 @@ impl Cpu {
             | if self.state.cpl() == 3 { acc::USER } else { 0 }
     }
 
+    /// The RAM page of `va` when the TLB holds it for access kind `a`, without a page walk,
+    /// a permission computation or a call: the fast path of every load, store and fetch.
+    #[inline(always)]
+    pub(crate) fn direct_page(&self, va: u64, a: u8) -> Option<DirectPage> {
+        let vpn = va >> 12;
+        let e = &self.tlb.entries[(vpn as usize) & (TLB_ENTRIES - 1)];
+        (e.tag == vpn.wrapping_add(1) && e.direct & (1 << a) != 0).then_some(DirectPage {
+            host: e.host,
+            gpa: e.gpa,
+        })
+    }
+
     /// Translates `va` for an access of kind `a`, raising #PF or #GP as the hardware would.
     #[inline]
     pub(crate) fn translate(&mut self, va: u64, a: u8) -> Result<Translation, Stop> {
@@ -134,6 +169,7 @@ impl Cpu {
                 },
             });
         }
+        self.stats.walks += 1;
         self.walk(va, a)
     }
 
@@ -254,11 +290,20 @@ impl Cpu {
         };
         let host = self.mem.page_ptr(gpa_page).map_or(0, |p| p as usize);
         let vpn = va >> 12;
+        let direct = if host == 0 {
+            0
+        } else {
+            DIRECT_KINDS
+                .iter()
+                .filter(|&&k| self.tlb_allows(perm, k))
+                .fold(0u8, |bits, &k| bits | 1 << k)
+        };
         self.tlb.entries[(vpn as usize) & (TLB_ENTRIES - 1)] = TlbEntry {
             tag: vpn.wrapping_add(1),
             host,
             gpa: gpa_page,
             perm,
+            direct,
         };
         let off = va & (PAGE_SIZE - 1);
         Ok(Translation {

@@ -3,7 +3,8 @@
 //! retires per block start address and writes `FILE.vcpuN` ("count address" lines, most
 //! first) every 2^25 instructions (a fraction of a second) and when it ends.
 //! `bench/emu-profile.py` maps the addresses to the guest kernel's functions; a copy taken
-//! at one moment, given as `--since`, leaves only what ran after it.
+//! at one moment, given as `--since`, leaves only what ran after it. Next to it,
+//! `FILE.vcpuN.stats` holds the vCPU's [`CacheStats`] ("name value" lines).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,11 +14,40 @@ use std::path::PathBuf;
 pub const PROFILE_ENV: &str = "CORRAL_EMU_PROFILE";
 const WRITE_EVERY: u64 = 1 << 25;
 
+/// How often the vCPU's lookup structures answered from their fast paths: plain counters,
+/// always kept (an add in a line already in cache), written only with a profile.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CacheStats {
+    /// Blocks looked up to run.
+    pub fetches: u64,
+    /// Of those, found in the direct-mapped fast slots.
+    pub fast_hits: u64,
+    /// Found in the map behind the fast slots.
+    pub map_hits: u64,
+    /// Decoded afresh.
+    pub decodes: u64,
+    /// Page walks (software TLB misses).
+    pub walks: u64,
+    /// Instructions run by the full interpreter (no pre-decoded fast form).
+    pub generic: u64,
+}
+
+impl CacheStats {
+    fn text(&self, instructions: u64) -> String {
+        format!(
+            "instructions {instructions}\nfetches {}\nfast_hits {}\nmap_hits {}\ndecodes {}\nwalks {}\ngeneric {}\n",
+            self.fetches, self.fast_hits, self.map_hits, self.decodes, self.walks, self.generic
+        )
+    }
+}
+
 /// Instructions retired per block start address, for one vCPU.
 pub(crate) struct GuestProfile {
     path: PathBuf,
     hits: HashMap<u64, u64>,
     unwritten: u64,
+    retired: u64,
+    stats: CacheStats,
 }
 
 impl GuestProfile {
@@ -30,13 +60,17 @@ impl GuestProfile {
             path,
             hits: HashMap::new(),
             unwritten: 0,
+            retired: 0,
+            stats: CacheStats::default(),
         }))
     }
 
-    /// `instructions` ran in the block starting at `rip`.
-    pub(crate) fn record(&mut self, rip: u64, instructions: u64) {
+    /// `instructions` ran in the block starting at `rip`; `stats` are the vCPU's counters.
+    pub(crate) fn record(&mut self, rip: u64, instructions: u64, stats: &CacheStats) {
         *self.hits.entry(rip).or_default() += instructions;
         self.unwritten += instructions;
+        self.retired += instructions;
+        self.stats = *stats;
         if self.unwritten >= WRITE_EVERY {
             self.write();
         }
@@ -53,8 +87,11 @@ impl GuestProfile {
         // Whole files only: a reader copying it mid-run never sees half of one.
         let mut partial = self.path.clone().into_os_string();
         partial.push(".partial");
-        let written =
-            std::fs::write(&partial, text).and_then(|()| std::fs::rename(&partial, &self.path));
+        let mut stats = self.path.clone().into_os_string();
+        stats.push(".stats");
+        let written = std::fs::write(&partial, text)
+            .and_then(|()| std::fs::rename(&partial, &self.path))
+            .and_then(|()| std::fs::write(&stats, self.stats.text(self.retired)));
         if let Err(e) = written {
             tracing::warn!("guest profile {}: {e}", self.path.display());
         }
@@ -80,12 +117,19 @@ mod tests {
                 path: path.clone(),
                 hits: HashMap::new(),
                 unwritten: 0,
+                retired: 0,
+                stats: CacheStats::default(),
             };
-            p.record(0xffff_ffff_8100_0000, 5);
-            p.record(0xffff_ffff_8100_0040, 9);
-            p.record(0xffff_ffff_8100_0000, 7);
+            let mut stats = CacheStats::default();
+            p.record(0xffff_ffff_8100_0000, 5, &stats);
+            p.record(0xffff_ffff_8100_0040, 9, &stats);
+            stats.walks = 3;
+            p.record(0xffff_ffff_8100_0000, 7, &stats);
         }
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "12 0xffffffff81000000\n9 0xffffffff81000040\n");
+        let stats = std::fs::read_to_string(dir.path().join("p.vcpu0.stats")).unwrap();
+        assert!(stats.starts_with("instructions 21\n"), "{stats}");
+        assert!(stats.contains("\nwalks 3\n"), "{stats}");
     }
 }

@@ -16,9 +16,16 @@ static SPLIT_LOCK: Mutex<()> = Mutex::new(());
 
 impl Cpu {
     /// Reads `size` (1, 2, 4 or 8) bytes at linear address `va`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read_mem(&mut self, va: u64, size: usize) -> Result<u64, Stop> {
         let a = self.data_acc(false);
+        let off = (va & (PAGE_SIZE - 1)) as usize;
+        if off + size <= PAGE_SIZE as usize {
+            if let Some(page) = self.direct_page(va, a) {
+                // SAFETY: a RAM page mapped for the VM's lifetime; the access stays inside it.
+                return Ok(unsafe { load(page.host + off, size) });
+            }
+        }
         self.read_acc(va, size, a)
     }
 
@@ -74,9 +81,20 @@ impl Cpu {
     }
 
     /// Writes `size` (1, 2, 4 or 8) bytes at `va`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn write_mem(&mut self, va: u64, size: usize, val: u64) -> Result<(), Stop> {
         let a = self.data_acc(true);
+        let off = (va & (PAGE_SIZE - 1)) as usize;
+        if off + size <= PAGE_SIZE as usize {
+            if let Some(page) = self.direct_page(va, a) {
+                // SAFETY: a RAM page mapped for the VM's lifetime; the access stays inside it.
+                unsafe { store(page.host + off, size, val) };
+                if self.code.note_write(page.gpa) {
+                    self.code_written = true;
+                }
+                return Ok(());
+            }
+        }
         self.write_acc(va, size, val, a)
     }
 
