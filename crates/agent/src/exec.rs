@@ -3,10 +3,16 @@
 
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
+use nix::unistd::Pid;
 
 use corral_agent::protocol::{ExecEnd, ExecStream, Message, EXEC_CHUNK, EXEC_OUTPUT_MAX};
 
@@ -100,19 +106,7 @@ fn supervise(id: u64, mut child: Child, timeout: Duration, out: &Writer) -> Exec
             pumps += 1;
         }
     }
-    let deadline = Instant::now() + timeout;
-    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Ok(st),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-                break child.wait();
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => break Err(e),
-        }
-    };
+    let status = wait_within(&mut child, timeout);
     let mut seen = forwarded.load(Ordering::SeqCst);
     let mut idle_since = Instant::now();
     while pumps > 0 {
@@ -135,6 +129,34 @@ fn supervise(id: u64, mut child: Child, timeout: Duration, out: &Writer) -> Exec
         },
         Err(e) => ExecEnd::Error(format!("waiting for the command: {e}")),
     }
+}
+
+/// Waits for `child`, killing its process group once `timeout` has passed: a blocking wait
+/// beside a timer thread, not a poll (every wake-up costs an emulated guest real time).
+/// The exit is observed without reaping (WNOWAIT) until the timer can no longer fire, so
+/// the group's id cannot have been handed to another process when the kill is sent.
+fn wait_within(child: &mut Child, timeout: Duration) -> std::io::Result<ExitStatus> {
+    let pid = Pid::from_raw(child.id() as i32);
+    let (cancel, cancelled) = mpsc::channel::<()>();
+    let timer = std::thread::Builder::new()
+        .name("exec-timeout".into())
+        .spawn(move || {
+            if cancelled.recv_timeout(timeout) == Err(RecvTimeoutError::Timeout) {
+                let _ = killpg(pid, Signal::SIGKILL);
+            }
+        });
+    let exited = loop {
+        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Err(Errno::EINTR) => continue,
+            other => break other,
+        }
+    };
+    drop(cancel);
+    if let Ok(timer) = timer {
+        let _ = timer.join();
+    }
+    exited.map_err(std::io::Error::from)?;
+    child.wait()
 }
 
 /// Forward one output stream in chunks, at most [`EXEC_OUTPUT_MAX`] + 1 bytes (the one more
