@@ -7,7 +7,10 @@ in the VMM's environment (e.g. exported before the daemon starts); VMLINUX is th
 kernel with its symbols (/var/lib/corral/kernels/vmlinux). User-space addresses are counted
 as one line, "[user space]". EARLIER is a copy of the same profile file taken at some moment
 (e.g. when the guest finished booting): only what ran after it is counted.
+When PROFILE.vcpuN.stats exists (the vCPU's block-cache and TLB counters), its figures are
+printed first, as ratios per guest instruction (whole run, not since EARLIER).
 """
+import os
 import bisect
 import subprocess
 import sys
@@ -58,10 +61,25 @@ def main():
             per_function[name] = per_function.get(name, 0) + count
     if not total:
         sys.exit("empty profile")
+    print_stats(args[0] + ".stats")
     print(f"{total} guest instructions")
     rows = sorted(per_function.items(), key=lambda kv: -kv[1])[:top]
     for name, count in rows:
         print(f"{100 * count / total:6.2f}%  {count:>12}  {name}")
+
+
+def print_stats(path):
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        stats = dict((k, int(v)) for k, v in (line.split() for line in f if line.strip()))
+    n = stats.pop("instructions", 0)
+    if not n:
+        return
+    fetches = stats.get("fetches", 0)
+    print(f"whole run: {n} guest instructions, {n / max(fetches, 1):.2f} per block lookup")
+    for name, value in stats.items():
+        print(f"  {name:<10} {value:>12}  ({value / n:.4f} per instruction)")
 
 
 main()
