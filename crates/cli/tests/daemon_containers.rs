@@ -2,12 +2,11 @@
 //! plus crash recovery: the daemon is killed with SIGKILL at several points of create, start,
 //! stop and rm, restarted, and checked for consistency and leaks (processes, mounts, cgroups,
 //! files). Every test needs root (mounts, namespaces, cgroups): names start with `host_`.
-//! The world each test runs in is in `daemon_world`.
+//! The world each test runs in is in `world`.
 
-mod daemon_teardown;
-mod daemon_world;
+mod world;
 
-use daemon_world::{require_host, skip, World};
+use world::{require_host, skip, World};
 
 #[test]
 fn host_run_wait_logs_ps_rm() {

@@ -5,18 +5,17 @@
 //! removal ending its sessions, and Docker's `--sig-proxy` for attached runs without a
 //! terminal. Needs root (containers): names start with `host_`.
 
-mod daemon_teardown;
-mod daemon_world;
-mod pty_driver;
+mod world;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use daemon_world::{processes_mentioning, require_host, skip, World};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use pty_driver::PtyChild;
+use world::daemon::processes_mentioning;
+use world::pty::PtyChild;
+use world::{require_host, skip, World};
 
 const T: Duration = Duration::from_secs(30);
 

@@ -4,15 +4,12 @@
 //! (containers): names start with `host_`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-mod daemon_teardown;
-mod daemon_world;
-mod pty_driver;
+mod world;
 
-use daemon_world::{require_host, skip, World};
-use pty_driver::PtyChild;
+use world::pty::PtyChild;
+use world::{guest, require_host, skip, World};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -316,25 +313,6 @@ impl Drop for VmGone<'_> {
     }
 }
 
-/// The guest kernel: CORRAL_GUEST_KERNEL (scripts/test.sh sets it), else the shared one.
-fn kernel() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let k = std::env::var_os("CORRAL_GUEST_KERNEL")
-        .map(PathBuf::from)
-        .or_else(|| {
-            [
-                "../../../shared/guest/vmlinux-microvm",
-                "../../../../shared/guest/vmlinux-microvm",
-            ]
-            .iter()
-            .map(|p| manifest.join(p))
-            .find(|p| p.exists())
-        })
-        .expect("this test needs a guest kernel: set CORRAL_GUEST_KERNEL (scripts/test.sh does)");
-    assert!(k.exists(), "guest kernel {} is missing", k.display());
-    k
-}
-
 /// Ctrl-Alt-Del reaches a guest's init through the i8042, the AT keyboard driver and the VT
 /// keyboard handler: a kernel whose config (`KERNEL.config` beside it) lacks one of them cannot
 /// shut down cooperatively (the shared ready-made kernel has no VT; the project's has).
@@ -364,11 +342,7 @@ const GUEST_DOWN: &str = "CORRAL-GUEST-SHUTDOWN";
 /// A busybox initramfs run by busybox init: it announces itself, keeps a shell on the serial
 /// console, and answers Ctrl-Alt-Del with an orderly reboot (which ends a microVM).
 fn console_initramfs(dir: &Path) -> PathBuf {
-    let root = dir.join("initramfs");
-    for d in ["bin", "proc", "sys", "dev", "etc"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    let root = guest::busybox_tree(dir, &["proc", "sys", "dev", "etc"]);
     let init = "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\n\
          mount -t proc proc /proc\nmount -t devtmpfs dev /dev\nexec /bin/init\n";
     let inittab = format!(
@@ -376,24 +350,7 @@ fn console_initramfs(dir: &Path) -> PathBuf {
          ::ctrlaltdel:/bin/sh -c 'echo {GUEST_CAD}; reboot'\n::shutdown:/bin/echo {GUEST_DOWN}\n"
     );
     std::fs::write(root.join("etc/inittab"), inittab).unwrap();
-    std::fs::write(root.join("init"), init).unwrap();
-    std::fs::set_permissions(
-        root.join("init"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let out = dir.join("initramfs.cpio");
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "cd {} && find . | cpio -o -H newc --quiet > {}",
-            root.display(),
-            out.display()
-        ))
-        .status()
-        .expect("cpio (apt-get install cpio)");
-    assert!(st.success(), "building the initramfs");
-    out
+    guest::pack(&root, init)
 }
 
 /// One attach: type a command, see its answer, detach with Ctrl-].
@@ -424,7 +381,7 @@ fn host_emu_vm_console_attach_detach_cycles_then_a_guest_cooperative_shutdown() 
         return;
     }
     require_host();
-    let kernel = kernel();
+    let kernel = guest::kernel();
     require_ctrl_alt_del(&kernel);
     let w = World::new();
     // A VM's monitor outlives the daemon by design: a failed test must not leave one.

@@ -2,8 +2,6 @@
 //! the child gets the pty's slave as stdin, stdout, stderr and controlling terminal (so window
 //! changes reach it as SIGWINCH); the test reads what it prints and types into the master.
 
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
