@@ -15,18 +15,19 @@ use std::time::{Duration, Instant};
 
 use corral_net::StateStore;
 
-#[allow(dead_code)]
-mod net_world;
+mod world;
 
-use net_world::{free_port, http_get, nc_get, skip, World};
+use world::network::{free_port, http_get, nc_get, require_net_host};
+use world::{skip, World};
 
 #[test]
 fn host_containers_reach_each_other_by_name_and_the_host_reaches_published_ports() {
     if skip() {
         return;
     }
-    let w = World::new(0);
-    let net = format!("{}-app", w.prefix);
+    require_net_host();
+    let w = World::network(0);
+    let net = format!("{}-app", w.prefix());
     w.ok(&["network", "create", &net]);
     let port = free_port();
     let publish = format!("{port}:80");
@@ -132,8 +133,9 @@ fn host_named_networks_are_isolated_and_in_use_networks_stay() {
     if skip() {
         return;
     }
-    let w = World::new(1);
-    let (a, b) = (format!("{}-a", w.prefix), format!("{}-b", w.prefix));
+    require_net_host();
+    let w = World::network(1);
+    let (a, b) = (format!("{}-a", w.prefix()), format!("{}-b", w.prefix()));
     w.ok(&["network", "create", &a]);
     w.ok(&["network", "create", "--subnet", "10.216.60.0/24", &b]);
     w.ok(&[
@@ -222,7 +224,8 @@ fn host_kill9_of_the_daemon_keeps_the_network_and_restart_removes_leftovers() {
     if skip() {
         return;
     }
-    let w = World::new(2);
+    require_net_host();
+    let w = World::network(2);
     let port = free_port();
     w.ok(&[
         "run",
@@ -297,8 +300,9 @@ fn host_vm_on_a_network_gets_a_tap_an_address_and_a_name() {
     if skip() {
         return;
     }
-    let w = World::new(3);
-    let net = format!("{}-vm", w.prefix);
+    require_net_host();
+    let w = World::network(3);
+    let net = format!("{}-vm", w.prefix());
     w.ok(&["network", "create", &net]);
     // The VM is only defined (booting needs a guest kernel and virtio-net): the tap is made
     // and recorded at create, its address goes on the kernel command line.
@@ -373,7 +377,8 @@ fn host_image_config_is_honoured_and_publish_all_maps_exposed_ports() {
     if skip() {
         return;
     }
-    let w = World::new(5);
+    require_net_host();
+    let w = World::network(5);
     let ctx = w.root.parent().unwrap().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(
@@ -406,13 +411,14 @@ fn host_an_older_roots_net_json_is_imported_once_into_the_state_database() {
     if skip() {
         return;
     }
-    let w = World::new(6);
-    // An older corral kept its networks in <root>/net/net.json: stop the daemon World::new
+    require_net_host();
+    let w = World::network(6);
+    // An older corral kept its networks in <root>/net/net.json: stop the daemon World::network
     // started and leave one there, with a network and a link serial of its own.
     w.kill9_daemon();
-    let third_octet: u8 = w.pool.split('.').nth(2).unwrap().parse().unwrap();
+    let third_octet: u8 = w.pool().split('.').nth(2).unwrap().parse().unwrap();
     let subnet = format!("10.216.{}.0/24", third_octet + 7);
-    let bridge = format!("{}b77", w.prefix);
+    let bridge = format!("{}b77", w.prefix());
     let net_dir = w.root.join("net");
     corral_net::FileStore::new(&net_dir)
         .update(|s| {
@@ -454,7 +460,7 @@ fn host_an_older_roots_net_json_is_imported_once_into_the_state_database() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(link, format!("{}v78", w.prefix), "the serial goes on");
+    assert_eq!(link, format!("{}v78", w.prefix()), "the serial goes on");
 
     // After a crash the lease comes from the database, not from the file again.
     w.kill9_daemon();

@@ -13,33 +13,14 @@
 //! this is the one VM boot of the network tests. CORRAL_SKIP_HOST_TESTS=1 skips it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-#[allow(dead_code)]
-mod net_world;
+mod world;
 
-use net_world::{skip, World};
+use world::network::require_net_host;
+use world::{guest, skip, World};
 
 const READY: &str = "CORRAL-VM-NET-READY";
-
-fn kernel() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let k = std::env::var_os("CORRAL_GUEST_KERNEL")
-        .map(PathBuf::from)
-        .or_else(|| {
-            [
-                "../../../shared/guest/vmlinux-microvm",
-                "../../../../shared/guest/vmlinux-microvm",
-            ]
-            .iter()
-            .map(|p| manifest.join(p))
-            .find(|p| p.exists())
-        })
-        .expect("this test needs a guest kernel: set CORRAL_GUEST_KERNEL (scripts/test.sh does)");
-    assert!(k.exists(), "guest kernel {} is missing", k.display());
-    k
-}
 
 /// The static guest agent: CORRAL_AGENT_BIN, else where scripts/agent.sh puts it in this
 /// build's target dir.
@@ -66,11 +47,7 @@ fn agent_bin() -> PathBuf {
 /// A busybox initramfs whose /init starts the guest agent and takes
 /// `ip=IP::GW:MASK::eth0:off` from the command line.
 fn initramfs(dir: &Path) -> PathBuf {
-    let root = dir.join("initramfs");
-    for d in ["bin", "proc", "sys", "dev", "www"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    let root = guest::busybox_tree(dir, &["proc", "sys", "dev", "www"]);
     std::fs::copy(agent_bin(), root.join("bin/corral-agent")).unwrap();
     let init = format!(
         r#"#!/bin/busybox sh
@@ -94,24 +71,7 @@ sleep 600
 poweroff -f
 "#
     );
-    std::fs::write(root.join("init"), init).unwrap();
-    std::fs::set_permissions(
-        root.join("init"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let out = dir.join("initramfs.cpio");
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "cd {} && find . | cpio -o -H newc --quiet > {}",
-            root.display(),
-            out.display()
-        ))
-        .status()
-        .expect("cpio (apt-get install cpio)");
-    assert!(st.success(), "building the initramfs");
-    out
+    guest::pack(&root, &init)
 }
 
 #[test]
@@ -119,10 +79,11 @@ fn host_emu_container_and_vm_on_one_network_ping_and_tcp_by_name() {
     if skip() {
         return;
     }
-    let kernel = kernel();
-    let w = World::new(4);
+    require_net_host();
+    let kernel = guest::kernel();
+    let w = World::network(4);
     let initrd = initramfs(&w.root.parent().unwrap().join("guest"));
-    let net = format!("{}-mix", w.prefix);
+    let net = format!("{}-mix", w.prefix());
     w.ok(&["network", "create", &net]);
     w.ok(&[
         "vm",
