@@ -5,13 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-mod daemon_teardown;
 #[path = "host_apps/lifecycle.rs"]
 mod lifecycle;
-#[path = "host_apps/world.rs"]
+#[path = "host_apps/support.rs"]
+mod support;
 mod world;
 
-use world::*;
+use support::*;
 
 #[test]
 fn host_compose_app_comes_up_scales_and_goes_down_leaving_nothing() {
@@ -19,7 +19,7 @@ fn host_compose_app_comes_up_scales_and_goes_down_leaving_nothing() {
         return;
     }
     require_host();
-    let w = World::new("compose", 0);
+    let w = World::app("compose", 0);
     let app = w.app_name("c");
     let port = free_port();
     w.write("docker-compose.yml", &compose_file(port));
@@ -144,7 +144,7 @@ fn host_compose_errors_are_clear_and_leave_nothing() {
         return;
     }
     require_host();
-    let w = World::new("errors", 1);
+    let w = World::app("errors", 1);
     let app = w.app_name("e");
     w.write(
         "vm.yaml",
@@ -273,7 +273,7 @@ fn host_kube_manifests_apply_heal_get_and_delete() {
         return;
     }
     require_host();
-    let w = World::new("kube", 2);
+    let w = World::app("kube", 2);
     let ns = w.app_name("k");
     let port = free_port();
     w.write(
@@ -358,7 +358,7 @@ spec:
 
     // The daemon dies (SIGKILL); the next command starts it, the app is still there, its
     // pod keeps its name and restart count, and its balancer serves again.
-    w.kill_daemon();
+    assert!(w.kill9_daemon(), "a running daemon to kill");
     let ps = w.ok(&["app", "ps", "-p", &ns]);
     assert!(ps.contains(&pod), "{ps}");
     let st = w.wait_for(&ns, "the app after a daemon restart", |st| {
@@ -393,7 +393,7 @@ spec:
 
     // A new pod template (a rolling update) gives pods of a new template hash, as kubectl
     // shows; only the new pod is left.
-    let text = std::fs::read_to_string(w.project.join("chat-deployment.yml")).unwrap();
+    let text = std::fs::read_to_string(w.project().join("chat-deployment.yml")).unwrap();
     w.write(
         "chat-deployment.yml",
         &text.replace("hello from", "v2 from"),
@@ -435,7 +435,7 @@ fn host_kube_probes_gate_traffic_and_restart_replicas() {
         return;
     }
     require_host();
-    let w = World::new("probes", 3);
+    let w = World::app("probes", 3);
     let ns = w.app_name("p");
     let port = free_port();
     w.write(
@@ -506,10 +506,10 @@ fn host_compose_builds_services_that_have_build_and_runs_them() {
         return;
     }
     require_host();
-    let w = World::new("build", 4);
+    let w = World::app("build", 4);
     let app = w.app_name("b");
     let port = free_port();
-    std::fs::create_dir_all(w.project.join("web")).unwrap();
+    std::fs::create_dir_all(w.project().join("web")).unwrap();
     w.write(
         "web/Containerfile",
         "FROM busybox\nRUN mkdir -p /www && echo built-by-compose > /www/index.html\n\
@@ -541,8 +541,8 @@ fn host_compose_apps_get_their_own_networks_and_entrypoints() {
         return;
     }
     require_host();
-    let w = World::new("nets", 5);
-    std::fs::create_dir_all(w.project.join("img")).unwrap();
+    let w = World::app("nets", 5);
+    std::fs::create_dir_all(w.project().join("img")).unwrap();
     // An image whose own entrypoint fails: a service only runs if `entrypoint:` replaces it.
     w.write(
         "img/Containerfile",

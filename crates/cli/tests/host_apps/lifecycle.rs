@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::world::*;
+use super::support::*;
 
 /// Lines of a child's stdout, as they come.
 fn stdout_lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
@@ -59,7 +59,7 @@ fn host_compose_logs_follow_replicas_as_they_come_and_go() {
         return;
     }
     require_host();
-    let w = World::new("logs", 6);
+    let w = World::app("logs", 6);
     let app = w.app_name("l");
     w.write(
         "compose.yml",
@@ -130,7 +130,7 @@ fn host_app_restart_counts_and_backoff_survive_a_daemon_kill() {
         return;
     }
     require_host();
-    let w = World::new("restarts", 7);
+    let w = World::app("restarts", 7);
     // Backoffs of 0, 2, 4 s… instead of Kubernetes' 0, 10, 20 s.
     w.set_env("CORRAL_APP_BACKOFF_MS", "2000");
     let app = w.app_name("r");
@@ -148,7 +148,7 @@ fn host_app_restart_counts_and_backoff_survive_a_daemon_kill() {
     });
     let started = replicas_of(&st, "web")[0]["started"].clone();
 
-    w.kill_daemon();
+    assert!(w.kill9_daemon(), "a running daemon to kill");
     // The next command starts a new daemon: the count is still 2, still backing off.
     let ps = w.ok(&["app", "ps", "-p", &app]);
     let row = ps
