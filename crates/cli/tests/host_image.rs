@@ -4,79 +4,29 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-fn skip() -> bool {
-    std::env::var("CORRAL_SKIP_HOST_TESTS").as_deref() == Ok("1")
+mod world;
+
+use world::{skip, World};
+
+/// A world of its own with the busybox image imported; `corral build` and `image` need no
+/// daemon, so its teardown starts none.
+fn world(tag: &str) -> World {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (overlay mounts, namespaces, cgroups)"
+    );
+    World::builder(&format!("image-{tag}"))
+        .without_daemon()
+        .build()
 }
 
-/// A private root and run dir with the busybox image imported.
-struct World {
-    dir: tempfile::TempDir,
-    root: PathBuf,
-    run: PathBuf,
-}
-
+/// What the build tests ask of their world.
 impl World {
-    fn new(tag: &str) -> World {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "this test needs root (overlay mounts, namespaces, cgroups)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("image-{tag}-{}-", std::process::id()))
-            .tempdir()
-            .unwrap();
-        let w = World {
-            root: dir.path().join("root"),
-            run: dir.path().join("run"),
-            dir,
-        };
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
-        let out = Command::new(&script)
-            .env("CORRAL", env!("CARGO_BIN_EXE_corral"))
-            .env("CORRAL_ROOT", &w.root)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        w
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_corral"));
-        c.args(args)
-            .env("CORRAL_ROOT", &self.root)
-            .env("CORRAL_RUN", &self.run);
-        c
-    }
-
-    fn corral(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.corral(args);
-        assert!(
-            out.status.success(),
-            "corral {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// A context directory holding `containerfile`.
     /// The paths in `image`'s flattened root filesystem, without `./` and trailing slashes.
     fn exported_paths(&self, image: &str) -> Vec<String> {
-        let tar = self
-            .dir
-            .path()
-            .join(format!("{}.tar", image.replace(':', "_")));
+        let tar = self.dir().join(format!("{}.tar", image.replace(':', "_")));
         self.ok(&["image", "export", "-o", tar.to_str().unwrap(), image]);
         let out = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
         String::from_utf8_lossy(&out.stdout)
@@ -86,8 +36,9 @@ impl World {
             .collect()
     }
 
+    /// A context directory holding `containerfile`.
     fn context(&self, name: &str, containerfile: &str) -> PathBuf {
-        let ctx = self.dir.path().join(name);
+        let ctx = self.dir().join(name);
         std::fs::create_dir_all(&ctx).unwrap();
         std::fs::write(ctx.join("Containerfile"), containerfile).unwrap();
         ctx
@@ -95,7 +46,7 @@ impl World {
 
     /// Nothing of a build by process `pid` is left: containers, bundles, RUN scratch dirs,
     /// mounts and cgroups.
-    fn assert_nothing_left(&self, pid: u32) {
+    fn assert_no_build_left(&self, pid: u32) {
         for d in [
             self.run.join("build"),
             self.run.join("build-bundles"),
@@ -107,7 +58,7 @@ impl World {
             assert!(left.is_empty(), "{} still holds {left:?}", d.display());
         }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let ours = self.dir.path().to_string_lossy().into_owned();
+        let ours = self.dir().to_string_lossy().into_owned();
         assert!(
             !mounts.contains(&ours),
             "mounts left under {ours}:\n{mounts}"
@@ -149,7 +100,7 @@ fn host_build_run_steps_run_isolated_in_corral_containers() {
     if skip() {
         return;
     }
-    let w = World::new("run");
+    let w = world("run");
     let ctx = w.context(
         "isolated",
         "FROM busybox\n\
@@ -203,7 +154,7 @@ fn host_build_run_steps_run_isolated_in_corral_containers() {
     assert_eq!(field(nobody, "user"), "65534", "USER");
     assert_eq!(field(nobody, "CapEff"), "0000000000000000");
     // The step's changes are the image's layer.
-    let tar = w.dir.path().join("isolated.tar");
+    let tar = w.dir().join("isolated.tar");
     w.ok(&["image", "export", "-o", tar.to_str().unwrap(), "isolated:1"]);
     let listing = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
@@ -299,7 +250,7 @@ fn host_build_failing_run_names_the_step_and_leaves_nothing() {
     if skip() {
         return;
     }
-    let w = World::new("fail");
+    let w = world("fail");
     let ctx = w.context(
         "fail",
         "FROM busybox\nRUN echo first\nRUN echo before-failing; exit 7\n",
@@ -324,7 +275,7 @@ fn host_build_failing_run_names_the_step_and_leaves_nothing() {
     );
     let images = w.ok(&["image", "ls"]);
     assert!(!images.contains("failed"), "{images}");
-    w.assert_nothing_left(pid);
+    w.assert_no_build_left(pid);
 
     // An exit status above 128 is still an exit status, not a signal.
     let ctx = w.context("exit130", "FROM busybox\nRUN exit 130\n");
@@ -347,7 +298,7 @@ fn host_build_interrupted_run_is_cleaned_up() {
     if skip() {
         return;
     }
-    let w = World::new("int");
+    let w = world("int");
     let ctx = w.context(
         "int",
         "FROM busybox\nRUN echo started-sleeping && sleep 600\n",
@@ -380,7 +331,7 @@ fn host_build_interrupted_run_is_cleaned_up() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!status.success());
     assert!(stderr.contains("interrupted"), "{stderr}");
-    w.assert_nothing_left(pid);
+    w.assert_no_build_left(pid);
 }
 
 #[test]
@@ -388,8 +339,8 @@ fn host_image_to_disk_makes_a_clean_ext4_with_the_image_files() {
     if skip() {
         return;
     }
-    let w = World::new("disk");
-    let disk = w.dir.path().join("bb.ext4");
+    let w = world("disk");
+    let disk = w.dir().join("bb.ext4");
     let out = w.ok(&[
         "image",
         "to-disk",
@@ -429,7 +380,7 @@ fn host_image_to_disk_makes_a_clean_ext4_with_the_image_files() {
 
     // Too small, or not a size: a clear error and no file.
     for (size, want) in [("1M", "too small"), ("lots", "expected e.g. 512M")] {
-        let bad = w.dir.path().join(format!("bad-{size}.ext4"));
+        let bad = w.dir().join(format!("bad-{size}.ext4"));
         let out = w.corral(&[
             "image",
             "to-disk",
@@ -445,7 +396,7 @@ fn host_image_to_disk_makes_a_clean_ext4_with_the_image_files() {
         );
         assert!(!bad.exists(), "{} was left", bad.display());
     }
-    let left: Vec<_> = std::fs::read_dir(w.dir.path())
+    let left: Vec<_> = std::fs::read_dir(w.dir())
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
