@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 
 use corral_vmm::control;
 
+#[path = "world/guest.rs"]
+mod guest;
+
 const HOST_IP: &str = "10.213.7.1";
 const GUEST_IP: &str = "10.213.7.2";
 const GUEST_MAC: &str = "52:54:00:c0:11:01";
@@ -34,28 +37,6 @@ const BALLOON_KIB: u64 = BALLOON_MIB * 1024;
 
 fn skip() -> bool {
     std::env::var("CORRAL_SKIP_HOST_TESTS").as_deref() == Ok("1")
-}
-
-fn kernel() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // The shared ready-made kernel sits beside the checkout (/work/main) or beside the
-    // worktrees' folder (/work/wt/<area>).
-    let k = std::env::var_os("CORRAL_GUEST_KERNEL")
-        .map(PathBuf::from)
-        .or_else(|| {
-            [
-                "../../../shared/guest/vmlinux-microvm",
-                "../../../../shared/guest/vmlinux-microvm",
-            ]
-            .iter()
-            .map(|p| manifest.join(p))
-            .find(|p| p.exists())
-        })
-        .expect(
-            "host_emu tests need a guest kernel: set CORRAL_GUEST_KERNEL (scripts/test.sh does)",
-        );
-    assert!(k.exists(), "guest kernel {} is missing", k.display());
-    k
 }
 
 fn run(cmd: &str, args: &[&str]) {
@@ -94,16 +75,12 @@ impl Drop for Netns {
 
 /// A newc initramfs with busybox and `init` as /init.
 fn initramfs(dir: &Path, init: &str) -> PathBuf {
-    let root = dir.join("root");
-    for d in ["bin", "dev", "proc", "sys", "mnt"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
     let busybox = Path::new("/bin/busybox");
     assert!(
         busybox.exists(),
         "this host test needs Debian's busybox-static"
     );
-    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    let root = guest::busybox_tree(dir, &["dev", "proc", "sys", "mnt"]);
     let probe = root.join("bin/vsock-probe");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guest/vsock-probe.c");
     run(
@@ -117,26 +94,7 @@ fn initramfs(dir: &Path, init: &str) -> PathBuf {
         ],
     );
     std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
-    let init_path = root.join("init");
-    std::fs::write(&init_path, init).unwrap();
-    std::fs::set_permissions(
-        &init_path,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let out = dir.join("initramfs.cpio");
-    run(
-        "sh",
-        &[
-            "-c",
-            &format!(
-                "cd {} && find . | cpio -o -H newc --quiet > {}",
-                root.display(),
-                out.display()
-            ),
-        ],
-    );
-    out
+    guest::pack(&root, init)
 }
 
 /// An ext4 image holding `payload.bin`; returns the image and the payload's sha256.
@@ -214,7 +172,7 @@ fn host_emu_guest_uses_blk_rng_net_vsock_and_balloon_then_powers_off() {
     if skip() {
         return;
     }
-    let kernel = kernel();
+    let kernel = guest::kernel();
     let pid = std::process::id();
     let dir = tempfile::Builder::new()
         .prefix(&format!("vmm-{pid}-"))
