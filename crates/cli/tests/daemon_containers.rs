@@ -445,16 +445,7 @@ fn host_logs_rotate_by_size_and_read_across_the_rotation() {
     require_host();
     let w = World::new();
     // The daemon the CLI starts inherits the size limit from the environment.
-    let out = w
-        .cmd(&["ps"])
-        .env("CORRAL_LOG_MAX_SIZE", "4k")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    w.start_daemon_with("CORRAL_LOG_MAX_SIZE", "4k");
     let id = w
         .ok(&[
             "run",

@@ -8,7 +8,7 @@
 mod world;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -26,13 +26,7 @@ fn spawn_until_line(
     args: &[&str],
     want: &str,
 ) -> (Child, BufReader<std::process::ChildStdout>) {
-    let mut child = w
-        .cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = w.spawn_piped(args);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -24,11 +24,13 @@ impl World {
 
     /// Start the daemon through the CLI with a crash point armed.
     pub fn start_with_crash(&self, point: &str) {
-        let out = self
-            .cmd(&["ps"])
-            .env("CORRAL_CRASH_AT", point)
-            .output()
-            .unwrap();
+        self.start_daemon_with("CORRAL_CRASH_AT", point);
+    }
+
+    /// Start the daemon through the CLI (`ps`) with `key`=`value` in its environment, which
+    /// it inherits; later commands do not get it.
+    pub fn start_daemon_with(&self, key: &str, value: &str) {
+        let out = self.cmd(&["ps"]).env(key, value).output().unwrap();
         assert!(
             out.status.success(),
             "{}",

@@ -18,7 +18,7 @@ pub mod pty;
 use std::cell::RefCell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Whether host tests are skipped (CORRAL_SKIP_HOST_TESTS=1); says so when they are.
 pub fn skip() -> bool {
@@ -205,17 +205,21 @@ impl World {
         String::from_utf8(out.stderr).unwrap()
     }
 
-    /// Run the CLI with `args` and `input` on its stdin (then closed), stdout and stderr
-    /// captured; fails the test instead of hanging when it has not ended after 30 s.
-    pub fn with_input(&self, args: &[&str], input: &'static [u8]) -> Output {
-        const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
-        let mut child = self
-            .cmd(args)
+    /// Start the CLI with `args`, its stdin, stdout and stderr piped.
+    pub fn spawn_piped(&self, args: &[&str]) -> Child {
+        self.cmd(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Run the CLI with `args` and `input` on its stdin (then closed), stdout and stderr
+    /// captured; fails the test instead of hanging when it has not ended after 30 s.
+    pub fn with_input(&self, args: &[&str], input: &'static [u8]) -> Output {
+        const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+        let mut child = self.spawn_piped(args);
         let mut stdin = child.stdin.take().unwrap();
         std::thread::spawn(move || {
             let _ = stdin.write_all(input);
