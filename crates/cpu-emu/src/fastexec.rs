@@ -5,12 +5,14 @@
 use iced_x86::Instruction;
 
 use crate::alu;
+use crate::alu::Shift;
 use crate::cpu::Cpu;
 use crate::error::Stop;
 use crate::lazyflags::Kind;
 use crate::operand::{mask, sext};
-use crate::predecode::{Alu, Dst, Gpr, Mem, Op, Pre, Src, NO_REG};
-use crate::state::flags::STATUS;
+use crate::predecode::{Alu, Count, Dst, Gpr, Mem, Op, Pre, Src, NO_REG};
+use crate::state::flags::{CF, OF, STATUS};
+use crate::state::reg;
 use crate::state::Seg;
 
 impl Cpu {
@@ -193,7 +195,65 @@ impl Cpu {
                 let v = self.cond_now(cc) as u64;
                 self.dst_set(dst, m, 1, v)
             }
+            Op::NegNot { neg, dst, size } => {
+                let a = self.dst_val(dst, m, size)?;
+                let ms = mask(size as usize);
+                if neg {
+                    // NEG's flags are those of 0 - a.
+                    let r = 0u64.wrapping_sub(a) & ms;
+                    self.dst_set(dst, m, size, r)?;
+                    self.flags_lazy(Kind::Sub, size, 0, a, r);
+                    Ok(())
+                } else {
+                    self.dst_set(dst, m, size, !a & ms)
+                }
+            }
+            Op::Shift {
+                op,
+                dst,
+                count,
+                size,
+            } => self.shift_pre(op, dst, count, size, m),
         }
+    }
+
+    /// A shift or rotate, as `shift_op` in `bits` does it.
+    #[inline(always)]
+    fn shift_pre(
+        &mut self,
+        op: Shift,
+        dst: Dst,
+        count: Count,
+        size: u8,
+        m: &Mem,
+    ) -> Result<(), Stop> {
+        let s = size as usize;
+        let count = match count {
+            Count::Imm(c) => c as u32,
+            Count::Cl => (self.state.gpr[reg::RCX] & 0xff) as u32,
+        } & if s == 8 { 63 } else { 31 };
+        let v = self.dst_val(dst, m, size)?;
+        // Rotates keep SF, ZF, PF and AF, and a zero count keeps every flag: the shift
+        // works on exact flags.
+        self.flags_sync();
+        match alu::shift(op, v, count, s, self.state.rflags) {
+            Some((r, f)) => {
+                self.dst_set(dst, m, size, r)?;
+                let which = match op {
+                    Shift::Rol | Shift::Ror | Shift::Rcl | Shift::Rcr => CF | OF,
+                    _ => STATUS,
+                };
+                self.set_flags(f, which);
+            }
+            // A zero count still writes (zero-extends) a 32-bit register.
+            None if s == 4 => {
+                if let Dst::Reg(r) = dst {
+                    self.gpr_set(r, v);
+                }
+            }
+            None => {}
+        }
+        Ok(())
     }
 
     #[inline(always)]
@@ -311,6 +371,24 @@ mod tests {
         &[0x90],                                     // nop
         &[0xf3, 0x90],                               // pause
         &[0x0f, 0x1f, 0x44, 0x00, 0x00],             // nop dword [rax+rax]
+        &[0x48, 0xc1, 0xe0, 0x05],                   // shl rax, 5
+        &[0xd3, 0xe0],                               // shl eax, cl
+        &[0x48, 0xd1, 0xe9],                         // shr rcx, 1
+        &[0x48, 0xc1, 0x3b, 0x03],                   // sar qword [rbx], 3
+        &[0xc1, 0xc3, 0x07],                         // rol ebx, 7
+        &[0x66, 0xd3, 0xc8],                         // ror ax, cl
+        &[0xd0, 0x6b, 0x01],                         // shr byte [rbx+1], 1
+        &[0xc0, 0xe4, 0x02],                         // shl ah, 2
+        &[0xd1, 0xd0],                               // rcl eax, 1
+        &[0x48, 0xd3, 0xda],                         // rcr rdx, cl
+        &[0xc1, 0xe0, 0x00],                         // shl eax, 0
+        &[0x48, 0xd3, 0x3b],                         // sar qword [rbx], cl
+        &[0xf7, 0xd8],                               // neg eax
+        &[0x48, 0xf7, 0xd8],                         // neg rax
+        &[0xf6, 0x1b],                               // neg byte [rbx]
+        &[0xf6, 0xdc],                               // neg ah
+        &[0xf7, 0xd1],                               // not ecx
+        &[0x48, 0xf7, 0x13],                         // not qword [rbx]
     ];
 
     /// xorshift64*.

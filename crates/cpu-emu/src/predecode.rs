@@ -8,6 +8,7 @@
 
 use iced_x86::{Code, ConditionCode, Instruction, Mnemonic as M, OpKind, Register};
 
+use crate::alu::Shift;
 use crate::operand::{gpr_slot, mask};
 
 /// A general register operand: its slot in `CpuState::gpr`, width in bytes, and whether it
@@ -73,6 +74,15 @@ pub(crate) enum Alu {
     Test,
 }
 
+/// The count of a shift or rotate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Count {
+    /// An immediate (1 for the one-bit forms).
+    Imm(u8),
+    /// CL.
+    Cl,
+}
+
 /// A pre-decoded instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -121,6 +131,15 @@ pub(crate) enum Op {
     },
     /// SETcc.
     Setcc { cc: ConditionCode, dst: Dst },
+    /// NEG (`neg` true) or NOT without LOCK.
+    NegNot { neg: bool, dst: Dst, size: u8 },
+    /// ROL, ROR, RCL, RCR, SHL/SAL, SHR, SAR.
+    Shift {
+        op: Shift,
+        dst: Dst,
+        count: Count,
+        size: u8,
+    },
 }
 
 /// An instruction's pre-decoded form and memory operand.
@@ -249,6 +268,30 @@ fn alu_of(m: M) -> Option<Alu> {
         M::Test => Alu::Test,
         _ => return None,
     })
+}
+
+fn shift_of(m: M) -> Shift {
+    match m {
+        M::Rol => Shift::Rol,
+        M::Ror => Shift::Ror,
+        M::Rcl => Shift::Rcl,
+        M::Rcr => Shift::Rcr,
+        M::Shl | M::Sal => Shift::Shl,
+        M::Shr => Shift::Shr,
+        _ => Shift::Sar,
+    }
+}
+
+/// A shift's count operand: absent (the one-bit forms), an immediate or CL.
+fn count_of(ins: &Instruction) -> Option<Count> {
+    if ins.op_count() < 2 {
+        return Some(Count::Imm(1));
+    }
+    match ins.op_kind(1) {
+        OpKind::Register if ins.op_register(1) == Register::CL => Some(Count::Cl),
+        k if is_imm(k) => Some(Count::Imm(ins.immediate(1) as u8)),
+        _ => None,
+    }
 }
 
 /// The pre-decoded form of a 64-bit-mode instruction.
@@ -397,6 +440,17 @@ fn op_of(ins: &Instruction) -> Option<Op> {
         | M::Sets => Op::Setcc {
             cc,
             dst: dst_of(ins, 0)?,
+        },
+        M::Neg | M::Not => Op::NegNot {
+            neg: m == M::Neg,
+            dst: dst_of(ins, 0)?,
+            size: op_size(ins, 0),
+        },
+        M::Rol | M::Ror | M::Rcl | M::Rcr | M::Shl | M::Sal | M::Shr | M::Sar => Op::Shift {
+            op: shift_of(m),
+            dst: dst_of(ins, 0)?,
+            count: count_of(ins)?,
+            size: op_size(ins, 0),
         },
         M::Nop
         | M::Pause
